@@ -1,0 +1,137 @@
+"""Assemble the Binary: lowered device programs, TVM-compiled CPU segments and the execution plan.
+
+Plan values are named after the Relax variables that carry them between
+segments (made unique); CPU segments read weights from plan-level constants.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import tvm
+
+from forge_fe import structure
+from forge_fe.binary import model as bm
+from forge_fe.errors import CompileError
+from forge_fe.report import placement_rows
+from forge_fe.version import __version__
+
+HOST_TARGET = {"kind": "llvm"}
+
+ARCHS = {
+    "wormhole_b0": bm.SystemDesc("wormhole_b0", (8, 8), 1464 * 1024, 12 * 1024**3, 288e9, 1.0e9),
+    "blackhole": bm.SystemDesc("blackhole", (11, 10), 1464 * 1024, 32 * 1024**3, 512e9, 1.35e9),
+}
+
+
+class _Names:
+    """Unique plan value names per Relax variable."""
+
+    def __init__(self):
+        self.by_var, self.used = {}, set()
+
+    def __call__(self, var) -> str:
+        name = self.by_var.get(var)
+        if name is None:
+            base = name = var.name
+            k = 1
+            while name in self.used:
+                name, k = f"{base}.{k}", k + 1
+            self.used.add(name)
+            self.by_var[var] = name
+        return name
+
+
+def compile_cpu_segment(seg) -> bytes:
+    """tvm.compile the segment's Relax function for the host and return the shared object."""
+    from tvm import relax
+    mod = tvm.IRModule({"main": seg.func.with_attr("global_symbol", "main")})
+    try:
+        ex = tvm.compile(mod, target=tvm.target.Target(HOST_TARGET))
+    except Exception as exc:
+        ops = sorted({b.value.op.name for b in seg.bindings if isinstance(b.value, relax.Call)
+                      and isinstance(b.value.op, tvm.ir.Op)})
+        raise CompileError("binary", f"TVM could not compile CPU segment {seg.name} (ops: {', '.join(ops)}): "
+                           f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                           "report this op; meanwhile keep it on the device if it has a lowering") from exc
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, f"{seg.name}.so")
+        ex.export_library(path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _desc(name, ty) -> bm.TensorDesc:
+    return bm.TensorDesc(name=name, shape=tuple(int(d) for d in ty.shape.values), dtype=str(ty.dtype))
+
+
+def build_binary(ctx) -> bm.Binary:
+    imp = ctx.imported
+    system = ARCHS.get(ctx.cfg.arch)
+    if system is None:
+        raise CompileError("binary", f"unknown arch '{ctx.cfg.arch}'", f"choose one of {sorted(ARCHS)}")
+    programs, cpu_segments, plan, constants = [], [], [], {}
+    inputs = [bm.TensorDesc(n, tuple(s), d) for n, s, d in imp.input_specs]
+
+    def add_device_programs(unit, activation_names):
+        ce_names = []
+        for prog, graph in unit.lowered:
+            programs.append(prog)
+            idx = len(programs) - 1
+            if prog.private:
+                ce_names = [f"{unit.name}.ce.{o.name}" for o in graph.outputs]
+                plan.append(bm.Step("device", idx, [], ce_names))
+            else:
+                out_names = unit.out_names
+                plan.append(bm.Step("device", idx, activation_names + ce_names, out_names))
+
+    if ctx.partition is None:          # a ForgeModule: one device unit, inputs in call order
+        unit = ctx.units[0]
+        unit.out_names = [f"out{i}" for i in range(len(unit.graph.outputs))]
+        add_device_programs(unit, [n for n, _, _ in imp.input_specs])
+        outputs = unit.out_names
+    else:
+        part = ctx.partition
+        names = _Names()
+        for p in part.main_params:
+            if p.name not in imp.params:
+                names(p)
+        units = {u.name: u for u in ctx.units}
+        for seg in part.segments:
+            if seg.kind == "device":
+                unit = units[seg.name]
+                unit.out_names = [names(v) for v in seg.outputs]
+                acts = [names(v) for v in seg.inputs if v.name not in imp.params]
+                add_device_programs(unit, acts)
+            else:
+                lib = compile_cpu_segment(seg)
+                in_names = []
+                for v in seg.inputs:
+                    n = names(v)
+                    if v.name in imp.params:
+                        constants[n] = imp.params[v.name]
+                    in_names.append(n)
+                cpu_segments.append(bm.CpuSegment(seg.name, lib, [_desc(names(v), v.ty) for v in seg.inputs],
+                                                  [_desc(names(v), v.ty) for v in seg.outputs]))
+                plan.append(bm.Step("cpu", len(cpu_segments) - 1, in_names, [names(v) for v in seg.outputs]))
+        outputs = []
+        for i, o in enumerate(part.main_outputs):
+            if isinstance(o, tvm.ir.expr.Constant):
+                constants[f"output{i}.const"] = o.value.numpy()
+                outputs.append(f"output{i}.const")
+            else:
+                if o.name in imp.params:
+                    constants[names(o)] = imp.params[o.name]
+                outputs.append(names(o))
+
+    meta = {"tree": imp.output_structure, "dtypes": imp.output_dtypes, "torch_io": imp.torch_io}
+    debug = {"ttir.mlir": ctx.ttir_text}
+    if ctx.partition is not None:
+        debug["placement.json"] = json.dumps(placement_rows(ctx.partition.placements))
+        debug["relax.py"] = ctx.mod.script(show_meta=False)
+    return bm.Binary(compiler_version=f"forge_fe {__version__} (tvm {tvm.__version__})", system=system,
+                     programs=programs, cpu_segments=cpu_segments, plan=plan, inputs=inputs, outputs=outputs,
+                     constants={k: np.ascontiguousarray(v) for k, v in constants.items()},
+                     output_structure=structure.dumps(meta), debug=debug, model_name=ctx.name)

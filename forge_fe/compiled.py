@@ -1,0 +1,99 @@
+"""CompiledModel: what `forge_fe.compile` returns and `forge_fe.load` restores.
+
+It owns a Binary and an Executor; calling it checks the inputs against the
+compiled input descriptors, runs the binary, and rebuilds the framework's
+output structure (torch in -> torch out, numpy otherwise).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from forge_fe import binary as binio
+from forge_fe import structure
+from forge_fe.binary import model as bm
+from forge_fe.errors import CompileStopped, InputError
+from forge_fe.report import CompileReport
+from forge_fe.runtime.executor import TORCH_DTYPE, Executor
+
+
+def _dtype_name(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return str(x.dtype).replace("torch.", "")
+    return str(np.asarray(x).dtype)
+
+
+class CompiledModel:
+    def __init__(self, binary: bm.Binary | None, report: CompileReport, context=None):
+        self.binary = binary
+        self.report = report
+        self.context = context          # the CompileContext (artifacts of every stage); None when loaded
+        self._executor = None
+        meta = structure.loads(binary.output_structure) if binary else {}
+        self._tree = meta.get("tree")
+        self._out_dtypes = meta.get("dtypes", [])
+        self.torch_io = meta.get("torch_io", False)
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = Executor(self.binary)
+        return self._executor
+
+    @property
+    def ttir(self) -> str:
+        return self.binary.debug.get("ttir.mlir", "") if self.binary else ""
+
+    def _check_inputs(self, inputs) -> list[torch.Tensor]:
+        descs = self.binary.inputs
+        if len(inputs) != len(descs):
+            raise InputError(f"model '{self.binary.model_name}' takes {len(descs)} inputs "
+                             f"({', '.join(d.name for d in descs)}), got {len(inputs)}",
+                             "pass the inputs positionally, in the order of the sample inputs")
+        out = []
+        for i, (x, d) in enumerate(zip(inputs, descs)):
+            if not isinstance(x, (torch.Tensor, np.ndarray)):
+                x = np.asarray(x)
+            shape = tuple(x.shape)
+            if shape != tuple(d.shape):
+                raise InputError(f"input {i} ('{d.name}') has shape {list(shape)}, the model was compiled for "
+                                 f"{list(d.shape)}", "recompile with sample inputs of the new shape")
+            if _dtype_name(x) != d.dtype:
+                raise InputError(f"input {i} ('{d.name}') has dtype {_dtype_name(x)}, the model was compiled for "
+                                 f"{d.dtype}", f"convert it, e.g. x.astype('{d.dtype}') / x.to(torch.{d.dtype})")
+            out.append(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)))
+        return out
+
+    def __call__(self, *inputs):
+        if self.binary is None:
+            raise CompileStopped("runtime", f"compilation stopped after stage '{self.report.stopped_after}'; "
+                                 "there is no binary to run", "compile with CompileDepth.FULL to run the model")
+        with torch.no_grad():
+            outs = self.executor.run(self._check_inputs(inputs))
+        fixed = []
+        for i, o in enumerate(outs):
+            want = self._out_dtypes[i] if i < len(self._out_dtypes) else None
+            if want and TORCH_DTYPE.get(want) is not None and o.dtype != TORCH_DTYPE[want]:
+                o = o.to(TORCH_DTYPE[want])
+            fixed.append(o if self.torch_io else o.numpy())
+        if self._tree:
+            return structure.unflatten(self._tree, fixed)
+        return fixed[0] if len(fixed) == 1 else tuple(fixed)
+
+    def save(self, path: str):
+        if self.binary is None:
+            raise CompileStopped("binary", "compilation stopped early; there is no binary to save")
+        binio.write(self.binary, path)
+
+    def __repr__(self):
+        return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
+
+
+def load(path: str) -> CompiledModel:
+    import json
+    b = binio.read(path)
+    placement = json.loads(b.debug.get("placement.json", "[]"))
+    report = CompileReport(b.model_name, "binary", placement=placement,
+                           segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
+                                     for s in b.plan])
+    return CompiledModel(b, report)

@@ -1,0 +1,62 @@
+"""User-facing compile settings: stages, data formats, math fidelity, CompilerConfig."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class CompileDepth(enum.IntEnum):
+    """Stop after this stage. Values follow pipeline order (see forge_fe.pipeline.STAGES)."""
+    IMPORT = 1
+    RELAX_PASSES = 2
+    PARTITION = 3
+    GENERATE_FORGE_MODULE = 4
+    INITIAL_GRAPH = 5
+    POST_INITIAL_GRAPH = 6
+    CONSTEVAL = 7
+    AUTOGRAD = 8
+    POST_AUTOGRAD = 9
+    PRE_LOWERING = 10
+    GRAPH_SPLIT = 11
+    LOWER_TO_TTIR = 12
+    BINARY = 13
+    FULL = 14
+
+
+class DataFormat(enum.Enum):
+    """Device storage formats (DESIGN.md, hardware numbers)."""
+    Float32 = "Float32"
+    Float16_b = "Float16_b"   # bfloat16: 1 sign, 8 exponent, 7 mantissa bits
+    Bfp8_b = "Bfp8_b"         # block float: 16 values share an 8-bit exponent, 7-bit mantissas
+    Bfp4_b = "Bfp4_b"         # same with 3-bit mantissas
+
+    @property
+    def ttir_elem(self) -> str:
+        # Block float is a tile encoding on the device; TTIR carries it as bf16.
+        return "f32" if self is DataFormat.Float32 else "bf16"
+
+
+class MathFidelity(enum.IntEnum):
+    """Number of mantissa-slice phases the matrix engine runs (1..4)."""
+    LoFi = 1
+    HiFi2 = 2
+    HiFi3 = 3
+    HiFi4 = 4
+
+
+@dataclass
+class CompilerConfig:
+    compile_depth: CompileDepth = CompileDepth.FULL
+    default_df_override: DataFormat | None = None
+    math_fidelity: MathFidelity = MathFidelity.HiFi4
+    fp32_dest_acc_en: bool = True
+    cpu_fallback_ops: set[str] = field(default_factory=set)
+    enable_consteval: bool = True
+    dump_dir: str | None = None
+    arch: str = "wormhole_b0"
+
+    def __post_init__(self):
+        # Accept forgiving spellings but keep one canonical form.
+        self.cpu_fallback_ops = {op.lower() for op in self.cpu_fallback_ops}
+        if not isinstance(self.compile_depth, CompileDepth):
+            self.compile_depth = CompileDepth[str(self.compile_depth).upper()]

@@ -1,0 +1,62 @@
+"""Framework frontends: turn a user's model into Relax + weights + a golden function.
+
+`import_model` dispatches on the model object; each frontend returns an
+`ImportedModel`. Frameworks are imported lazily, so a user without TensorFlow
+never pays for it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from forge_fe.errors import FrontendError
+
+
+@dataclass
+class ImportedModel:
+    framework: str                              # pytorch | onnx | forge
+    name: str
+    mod: object                                 # tvm.IRModule (None for forge modules)
+    params: dict[str, np.ndarray]               # Relax weight param name -> value
+    weight_names: dict[str, str]                # Relax weight param name -> framework name
+    input_specs: list[tuple[str, tuple, str]]   # (name, shape, dtype) of user inputs, in call order
+    golden: Callable                            # inputs -> framework outputs (nested)
+    output_structure: dict = field(default_factory=dict)
+    output_dtypes: list[str] = field(default_factory=list)
+    torch_io: bool = False                      # torch in -> torch out
+    forge_module: object = None                 # set when the model already is a ForgeModule
+
+
+def _module_name(model, default):
+    return type(model).__name__ if model is not None and not isinstance(model, (str, os.PathLike)) else default
+
+
+def import_model(model, sample_inputs, module_name=None) -> ImportedModel:
+    from forge_fe.module import ForgeModule
+    if isinstance(model, ForgeModule):
+        from forge_fe.frontend.forge import import_forge
+        return import_forge(model, sample_inputs, module_name)
+    torch_mod = _maybe_torch_module(model)
+    if torch_mod is not None:
+        from forge_fe.frontend.torch import import_torch
+        return import_torch(model, sample_inputs, module_name)
+    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx") or type(model).__name__ == "ModelProto":
+        from forge_fe.frontend.onnx import import_onnx
+        return import_onnx(model, sample_inputs, module_name)
+    if isinstance(model, (str, os.PathLike)):
+        raise FrontendError(f"don't know how to import '{model}'",
+                            "pass an .onnx file path, a torch.nn.Module or an onnx.ModelProto")
+    raise FrontendError(f"unsupported model object of type {type(model).__module__}.{type(model).__name__}",
+                        "forge_fe.compile takes a torch.nn.Module, an onnx.ModelProto or .onnx path, "
+                        "or a forge_fe ForgeModule")
+
+
+def _maybe_torch_module(model):
+    import sys
+    if "torch" not in sys.modules:
+        return None
+    import torch
+    return model if isinstance(model, torch.nn.Module) else None

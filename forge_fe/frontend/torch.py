@@ -1,0 +1,76 @@
+"""PyTorch frontend: torch.export -> relax.frontend.torch.from_exported_program.
+
+Weights stay function parameters (keep_params_as_input) so the Forge module can
+name them after the torch parameters; the graph signature maps Relax's
+`p_layer1_0_conv1_weight` back to `layer1.0.conv1.weight`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from forge_fe import structure
+from forge_fe.errors import FrontendError
+from forge_fe.frontend import ImportedModel
+
+
+def _as_tensors(sample_inputs) -> list[torch.Tensor]:
+    if isinstance(sample_inputs, torch.Tensor):
+        sample_inputs = [sample_inputs]
+    out = []
+    for i, x in enumerate(sample_inputs):
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise FrontendError(f"sample input {i} is a {type(x).__name__}, expected a torch.Tensor or numpy array")
+        out.append(x)
+    return out
+
+
+def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> ImportedModel:
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    inputs = _as_tensors(sample_inputs)
+    model = model.eval()
+    with torch.no_grad():
+        try:
+            golden_out = model(*inputs)
+        except Exception as exc:
+            raise FrontendError(f"the model failed on its sample inputs: {exc}",
+                                "check the sample inputs' shapes and dtypes against model.forward") from exc
+        try:
+            ep = torch.export.export(model, tuple(inputs))
+        except Exception as exc:
+            raise FrontendError(f"torch.export could not capture the model: {str(exc).splitlines()[0]}",
+                                "the model must be exportable with torch.export (no data-dependent Python "
+                                "control flow); see torch.export's error above") from exc
+    try:
+        mod = from_exported_program(ep, keep_params_as_input=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise FrontendError(f"TVM's PyTorch importer failed: {msg}",
+                            "an unsupported aten op is named above; report it or rewrite that part of the model") from exc
+    mod, params = relax.frontend.detach_params(mod)
+    main_params = mod["main"].params
+    values = {}
+    for var, arr in zip(main_params[len(main_params) - len(params.get("main", [])):], params.get("main", [])):
+        values[var.name] = arr.numpy()
+
+    weight_names = {}
+    for spec in ep.graph_signature.input_specs:
+        if spec.target is not None and spec.arg.name in values:
+            weight_names[spec.arg.name] = spec.target
+    user = [p for p in main_params if p.name not in values]
+    input_specs = [(p.name, tuple(int(d) for d in p.ty.shape.values), str(p.ty.dtype)) for p in user]
+
+    leaves, spec = structure.flatten(golden_out)
+
+    def golden(*xs):
+        with torch.no_grad():
+            return model(*_as_tensors(xs))
+
+    return ImportedModel(
+        framework="pytorch", name=module_name or type(model).__name__, mod=mod, params=values,
+        weight_names=weight_names, input_specs=input_specs, golden=golden, output_structure=spec,
+        output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True)

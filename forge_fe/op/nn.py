@@ -1,0 +1,290 @@
+"""Neural-network ops: convolution, pooling, matmul/linear, softmax, normalization.
+
+Forge keeps the framework's NCHW layout for conv/pool; TTIR's conv2d and pools are
+NHWC, so their lowering wraps the device op in permutes. On the emulated device a
+permute is a strided view, and `passes.lowering` cancels back-to-back pairs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from forge_fe.op.registry import (NotOnDevice, TensorType, defop, ints, norm_axis, relax_attrs,
+                                  relax_tensor_args, same_as_first, simple_lower)
+from forge_fe.ttir import emitter as E
+
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
+def _permute(e, v, perm):
+    return e.op("ttir.permute", [v], tuple(v.shape[p] for p in perm), v.elem,
+                {"permutation": E.I64Array(list(perm))})
+
+
+def _conv_out(size, k, stride, pad_lo, pad_hi, dilation, ceil_mode=False):
+    span = size + pad_lo + pad_hi - dilation * (k - 1) - 1
+    return (-(-span // stride) if ceil_mode else span // stride) + 1
+
+
+# ---- conv2d -------------------------------------------------------------------------
+
+def _conv2d_shape(ins, a):
+    n, _, h, w = ins[0].shape
+    o, _, kh, kw = ins[1].shape
+    t, l, b, r = a["padding"]
+    return TensorType((n, o, _conv_out(h, kh, a["stride"][0], t, b, a["dilation"][0]),
+                       _conv_out(w, kw, a["stride"][1], l, r, a["dilation"][1])), ins[0].dtype)
+
+
+def _conv2d_golden(ins, a):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    t, l, b, r = a["padding"]
+    if (t, l) != (b, r):
+        x = F.pad(x, (l, r, t, b))
+        t = l = 0
+    return F.conv2d(x, w, bias, stride=a["stride"], padding=(t, l), dilation=a["dilation"], groups=a["groups"])
+
+
+def _conv2d_lower(e, ins, a, out):
+    x = _permute(e, ins[0], NCHW_TO_NHWC)
+    operands = [x, ins[1]]
+    if len(ins) > 2:
+        bias = ins[2]
+        operands.append(e.op("ttir.reshape", [bias], (1, 1, 1, bias.shape[0]), bias.elem,
+                             {"shape": E.I32List([1, 1, 1, bias.shape[0]])}))
+    n, o, oh, ow = out.shape
+    y = e.op("ttir.conv2d", operands, (n, oh, ow, o), out.elem, {
+        "stride": E.I32Array(a["stride"]), "padding": E.I32Array(a["padding"]),
+        "dilation": E.I32Array(a["dilation"]), "groups": E.I32(a["groups"]),
+        "operandSegmentSizes": E.I32Array([1, 1, len(operands) - 2])}, data_format=out.data_format)
+    return _permute(e, y, NHWC_TO_NCHW)
+
+
+def _conv2d_from_relax(call):
+    at = call.attrs
+    if at.data_layout != "NCHW" or at.kernel_layout != "OIHW":
+        raise NotOnDevice(f"conv2d layout {at.data_layout}/{at.kernel_layout} (device lowering takes NCHW/OIHW)")
+    pad = ints(at.padding)
+    if len(pad) == 2:
+        pad = [pad[0], pad[1], pad[0], pad[1]]
+    return relax_tensor_args(call), {"stride": ints(at.strides), "padding": pad,
+                                     "dilation": ints(at.dilation), "groups": int(at.groups)}
+
+
+conv2d = defop("conv2d", shape=_conv2d_shape, golden=_conv2d_golden, lower=_conv2d_lower,
+               relax=("relax.nn.conv2d",), from_relax=_conv2d_from_relax,
+               doc="y[n,o] = sum_c,kh,kw x[n,c,..] * w[o,c,kh,kw] (+ bias[o]); NCHW, weight OIHW, "
+                   "padding [top, left, bottom, right]")
+
+
+# ---- pooling ------------------------------------------------------------------------
+
+def _pool_shape(ins, a):
+    n, c, h, w = ins[0].shape
+    t, l, b, r = a["padding"]
+    return TensorType((n, c, _conv_out(h, a["kernel"][0], a["stride"][0], t, b, a["dilation"][0], a["ceil_mode"]),
+                       _conv_out(w, a["kernel"][1], a["stride"][1], l, r, a["dilation"][1], a["ceil_mode"])),
+                      ins[0].dtype)
+
+
+def _max_pool_golden(ins, a):
+    t, l, b, r = a["padding"]
+    x = ins[0]
+    if (t, l) != (b, r):
+        x = F.pad(x, (l, r, t, b), value=float("-inf"))
+        t = l = 0
+    return F.max_pool2d(x, a["kernel"], a["stride"], (t, l), a["dilation"], ceil_mode=a["ceil_mode"])
+
+
+def _avg_pool_golden(ins, a):
+    t, l, b, r = a["padding"]
+    x = ins[0]
+    if (t, l) != (b, r):
+        raise ValueError("asymmetric avg_pool2d padding")
+    return F.avg_pool2d(x, a["kernel"], a["stride"], (t, l), ceil_mode=a["ceil_mode"],
+                        count_include_pad=a["count_include_pad"])
+
+
+def _pool_lower(ttir_name):
+    def lower(e, ins, a, out):
+        x = _permute(e, ins[0], NCHW_TO_NHWC)
+        n, c, oh, ow = out.shape
+        attrs = {"kernel": E.I32Array(a["kernel"]), "stride": E.I32Array(a["stride"]),
+                 "dilation": E.I32Array(a["dilation"]), "padding": E.I32Array(a["padding"]),
+                 "ceil_mode": E.Bool(a["ceil_mode"])}
+        if "count_include_pad" in a:
+            attrs["count_include_pad"] = E.Bool(a["count_include_pad"])
+        y = e.op(ttir_name, [x], (n, oh, ow, c), out.elem, attrs, data_format=out.data_format)
+        return _permute(e, y, NHWC_TO_NCHW)
+    return lower
+
+
+def _pool_from_relax(avg):
+    def from_relax(call):
+        at = call.attrs
+        if at.layout != "NCHW":
+            raise NotOnDevice(f"pool layout {at.layout}")
+        pad = ints(at.padding)
+        if len(pad) == 2:
+            pad = [pad[0], pad[1], pad[0], pad[1]]
+        if avg and (pad[0], pad[1]) != (pad[2], pad[3]):
+            raise NotOnDevice("asymmetric avg_pool2d padding")
+        attrs = {"kernel": ints(at.pool_size), "stride": ints(at.strides), "dilation": ints(at.dilation),
+                 "padding": pad, "ceil_mode": bool(at.ceil_mode)}
+        if avg:
+            attrs["count_include_pad"] = bool(at.count_include_pad)
+        return relax_tensor_args(call), attrs
+    return from_relax
+
+
+max_pool2d = defop("max_pool2d", shape=_pool_shape, golden=_max_pool_golden, lower=_pool_lower("ttir.max_pool2d"),
+                   relax=("relax.nn.max_pool2d",), from_relax=_pool_from_relax(False))
+avg_pool2d = defop("avg_pool2d", shape=_pool_shape, golden=_avg_pool_golden, lower=_pool_lower("ttir.avg_pool2d"),
+                   relax=("relax.nn.avg_pool2d",), from_relax=_pool_from_relax(True))
+
+
+def _global_pool_from_relax(call):
+    at = call.attrs
+    if at.layout != "NCHW":
+        raise NotOnDevice(f"pool layout {at.layout}")
+    if at.output_size is not None and ints(at.output_size) != [1, 1]:
+        raise NotOnDevice("adaptive_avg_pool2d with output size other than 1x1")
+    return relax_tensor_args(call), {}
+
+
+def _global_avg_pool_lower(e, ins, a, out):
+    # mean over H and W in NHWC keeps channels innermost, as the device reduces.
+    x = _permute(e, ins[0], NCHW_TO_NHWC)
+    n, c = out.shape[:2]
+    y = e.op("ttir.mean", [x], (n, 1, 1, c), out.elem, {"dim_arg": E.I32List([1, 2]), "keep_dim": E.Bool(True)},
+             data_format=out.data_format)
+    return _permute(e, y, NHWC_TO_NCHW)
+
+
+global_avg_pool2d = defop(
+    "global_avg_pool2d", shape=lambda ins, a: TensorType(ins[0].shape[:2] + (1, 1), ins[0].dtype),
+    golden=lambda ins, a: ins[0].mean(dim=(2, 3), keepdim=True), lower=_global_avg_pool_lower,
+    relax=("relax.nn.adaptive_avg_pool2d",), from_relax=_global_pool_from_relax,
+    doc="y[n,c,0,0] = mean_hw x[n,c,h,w]")
+
+
+# ---- matmul / linear ----------------------------------------------------------------
+
+def _matmul_shape(ins, a):
+    sa, sb = list(ins[0].shape), list(ins[1].shape)
+    if a.get("transpose_b"):
+        sb[-2], sb[-1] = sb[-1], sb[-2]
+    if len(sa) == 1 or len(sb) == 1:
+        raise ValueError("matmul of vectors is normalized away before the graph")
+    if sa[-1] != sb[-2]:
+        raise ValueError(f"contracting dims differ: {sa} @ {sb}")
+    batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
+    return TensorType(tuple(int(d) for d in batch) + (sa[-2], sb[-1]), ins[0].dtype)
+
+
+def _matmul_golden(ins, a):
+    b = ins[1].transpose(-1, -2) if a.get("transpose_b") else ins[1]
+    out = torch.matmul(ins[0], b)
+    return out + ins[2] if len(ins) > 2 else out
+
+
+def _matmul_from_relax(call):
+    args = relax_tensor_args(call)
+    if any(a.ty.ndim < 2 for a in args):
+        raise NotOnDevice("matmul with a 1-D operand")
+    return args, {}
+
+
+matmul = defop("matmul", shape=_matmul_shape, golden=_matmul_golden,
+               lower=simple_lower("ttir.matmul", lambda a: {"transpose_a": E.Bool(False),
+                                                              "transpose_b": E.Bool(a.get("transpose_b", False))}),
+               relax=("relax.matmul",), from_relax=_matmul_from_relax,
+               doc="y = a @ b (b transposed in its last two dims if transpose_b), batch dims broadcast")
+
+linear = defop("linear", shape=_matmul_shape, golden=_matmul_golden,
+               lower=simple_lower("ttir.linear", lambda a: {"transpose_a": E.Bool(False),
+                                                              "transpose_b": E.Bool(a.get("transpose_b", False))}),
+               doc="y = a @ b + bias; made by fusing matmul and a bias add")
+
+
+# ---- softmax and norms --------------------------------------------------------------
+
+softmax = defop("softmax", shape=same_as_first, golden=lambda ins, a: torch.softmax(ins[0], a["dim"]),
+                lower=simple_lower("ttir.softmax", lambda a: {"dimension": E.SI32(a["dim"])}),
+                relax=("relax.nn.softmax",), from_relax=relax_attrs(lambda c: {"dim": int(c.attrs.axis)}),
+                doc="y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along dim")
+
+
+def _log_softmax_lower(e, ins, a, out):
+    s = e.op("ttir.softmax", ins, out.shape, out.elem, {"dimension": E.SI32(a["dim"])}, data_format=out.data_format)
+    return e.op("ttir.log", [s], out.shape, out.elem, data_format=out.data_format)
+
+
+log_softmax = defop("log_softmax", shape=same_as_first, golden=lambda ins, a: torch.log_softmax(ins[0], a["dim"]),
+                    lower=_log_softmax_lower, relax=("relax.nn.log_softmax",),
+                    from_relax=relax_attrs(lambda c: {"dim": int(c.attrs.axis)}))
+
+
+def _layer_norm_from_relax(call):
+    at = call.attrs
+    rank = call.args[0].ty.ndim
+    axes = [norm_axis(int(x), rank) for x in at.axes]
+    if axes != list(range(rank - len(axes), rank)):
+        raise NotOnDevice(f"layer_norm over non-trailing axes {axes}")
+    if not (at.center and at.scale):
+        raise NotOnDevice("layer_norm without scale/center")
+    return relax_tensor_args(call), {"normalized_shape": [int(d) for d in call.args[1].ty.shape.values],
+                                     "epsilon": float(at.epsilon)}
+
+
+def _layer_norm_lower(e, ins, a, out):
+    return e.op("ttir.layer_norm", ins, out.shape, out.elem,
+                {"normalized_shape": E.I64Array(a["normalized_shape"]), "epsilon": E.F32(a["epsilon"]),
+                 "operandSegmentSizes": E.I32Array([1, 1, 1])}, data_format=out.data_format)
+
+
+layer_norm = defop("layer_norm", shape=same_as_first,
+                   golden=lambda ins, a: F.layer_norm(ins[0], a["normalized_shape"], ins[1], ins[2], a["epsilon"]),
+                   lower=_layer_norm_lower, relax=("relax.nn.layer_norm",), from_relax=_layer_norm_from_relax,
+                   doc="y = (x - mean) / sqrt(var + eps) * gamma + beta over the trailing dims")
+
+
+def _batchnorm_from_relax(call):
+    at = call.attrs
+    if bool(at.training):
+        raise NotOnDevice("batch_norm in training mode")
+    if int(at.axis) != 1:
+        raise NotOnDevice(f"batch_norm over axis {int(at.axis)}")
+    return relax_tensor_args(call), {"epsilon": float(at.epsilon), "result_index": 0}
+
+
+def _batchnorm_golden(ins, a):
+    x, gamma, beta, mean, var = ins
+    return F.batch_norm(x, mean, var, gamma, beta, training=False, eps=a["epsilon"])
+
+
+def _batchnorm_decompose(graph, node):
+    """y = x * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s (per channel).
+
+    s and t depend only on weights, so consteval folds them; a following pass folds
+    them into the producing conv's weight and bias when there is one."""
+    from forge_fe.op import eltwise as ew, tensor as tn
+    x, gamma, beta, mean, var = node.inputs
+    name = node.name
+    c = x.shape[1]
+    bshape = [c] + [1] * (x.type.rank - 2)
+    add = lambda op, n, *xs, **a: graph.add_op(op, f"{name}.{n}", list(xs), a, meta=node.meta, before=node)
+    eps = graph.add_const(f"{name}.eps", np.array(node.attrs["epsilon"], dtype=np.float32))
+    scale = add(ew.multiply, "scale", gamma, add(ew.rsqrt, "rstd", add(ew.add, "var_eps", var, eps)))
+    shift = add(ew.subtract, "shift", beta, add(ew.multiply, "mean_scale", mean, scale))
+    y = add(ew.multiply, "mul", x, add(tn.reshape, "scale_r", scale, shape=bshape))
+    return add(ew.add, "add", y, add(tn.reshape, "shift_r", shift, shape=bshape))
+
+
+batch_norm = defop("batch_norm", shape=same_as_first, golden=_batchnorm_golden,
+                   relax=("relax.nn.batch_norm",), from_relax=_batchnorm_from_relax,
+                   decompose=_batchnorm_decompose,
+                   doc="inference batch norm over channel axis 1; always decomposed (see decompose)")

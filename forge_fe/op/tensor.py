@@ -1,0 +1,167 @@
+"""Data-movement ops: reshape, permute, concat, slice, broadcast, take (gather/embedding), repeat."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from forge_fe.op.registry import (NotOnDevice, TensorType, defop, ints, norm_axis, relax_tensor_args,
+                                  static_shape)
+from forge_fe.ttir import emitter as E
+
+
+def _result_shape_from_relax(call):
+    """For ops whose Relax args spell the result shape in many ways: read the result type."""
+    return [relax_tensor_args(call)[0]], {"shape": list(static_shape(call.ty))}
+
+
+reshape = defop(
+    "reshape", shape=lambda ins, a: TensorType(tuple(a["shape"]), ins[0].dtype),
+    golden=lambda ins, a: ins[0].reshape(a["shape"]),
+    lower=lambda e, ins, a, out: e.op("ttir.reshape", ins, out.shape, out.elem, {"shape": E.I32List(a["shape"])},
+                                      data_format=out.data_format),
+    relax=("relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten"),
+    from_relax=_result_shape_from_relax)
+
+
+def _permute_from_relax(call):
+    rank = call.args[0].ty.ndim
+    axes = call.attrs.axes
+    perm = list(reversed(range(rank))) if axes is None else [norm_axis(int(x), rank) for x in axes]
+    return relax_tensor_args(call), {"perm": perm}
+
+
+permute = defop(
+    "permute", shape=lambda ins, a: TensorType(tuple(ins[0].shape[p] for p in a["perm"]), ins[0].dtype),
+    golden=lambda ins, a: ins[0].permute(a["perm"]),
+    lower=lambda e, ins, a, out: e.op("ttir.permute", ins, out.shape, out.elem,
+                                      {"permutation": E.I64Array(a["perm"])}, data_format=out.data_format),
+    relax=("relax.permute_dims",), from_relax=_permute_from_relax)
+
+
+def _concat_shape(ins, a):
+    d = a["dim"]
+    shape = list(ins[0].shape)
+    shape[d] = sum(i.shape[d] for i in ins)
+    return TensorType(tuple(shape), ins[0].dtype)
+
+
+def _concat_from_relax(call):
+    from tvm import relax
+    tup = call.args[0]
+    if not isinstance(tup, relax.Tuple):
+        raise NotOnDevice("concat of a tuple variable")
+    rank = tup.fields[0].ty.ndim
+    return list(tup.fields), {"dim": norm_axis(int(call.attrs.axis), rank)}
+
+
+concat = defop(
+    "concat", shape=_concat_shape, golden=lambda ins, a: torch.cat(ins, a["dim"]),
+    lower=lambda e, ins, a, out: e.op("ttir.concat", ins, out.shape, out.elem, {"dim": E.SI32(a["dim"])},
+                                      data_format=out.data_format),
+    relax=("relax.concat",), from_relax=_concat_from_relax)
+
+
+def _slice_shape(ins, a):
+    return TensorType(tuple(len(range(b, e, s)) for b, e, s in zip(a["begins"], a["ends"], a["steps"])),
+                      ins[0].dtype)
+
+
+def _slice_golden(ins, a):
+    return ins[0][tuple(slice(b, e, s) for b, e, s in zip(a["begins"], a["ends"], a["steps"]))]
+
+
+def _slice_from_relax(call):
+    """relax.strided_slice(x, axes, begin, end, strides): normalize to full per-dim begins/ends/steps."""
+    x = call.args[0]
+    shape = static_shape(x.ty)
+    try:
+        axes, begin, end = (ints(v.values if hasattr(v, "values") else v.fields) for v in call.args[1:4])
+        strides = ints(call.args[4].values if hasattr(call.args[4], "values") else call.args[4].fields) \
+            if len(call.args) > 4 else [1] * len(axes)
+    except (TypeError, AttributeError):
+        raise NotOnDevice("strided_slice with non-static bounds")
+    begins, ends, steps = [0] * len(shape), list(shape), [1] * len(shape)
+    for ax, b, e, s in zip(axes, begin, end, strides):
+        ax = norm_axis(ax, len(shape))
+        if s <= 0:
+            raise NotOnDevice("strided_slice with a negative step")
+        b, e, _ = slice(b, e, s).indices(shape[ax])
+        begins[ax], ends[ax], steps[ax] = b, e, s
+    return [x], {"begins": begins, "ends": ends, "steps": steps}
+
+
+slice_ = defop(
+    "slice", shape=_slice_shape, golden=_slice_golden,
+    lower=lambda e, ins, a, out: e.op("ttir.slice_static", ins, out.shape, out.elem,
+                                      {"begins": E.I32List(a["begins"]), "ends": E.I32List(a["ends"]),
+                                       "step": E.I32List(a["steps"])}, data_format=out.data_format),
+    relax=("relax.strided_slice",), from_relax=_slice_from_relax)
+
+
+def _broadcast_lower(e, ins, a, out):
+    x = ins[0]
+    if len(x.shape) < len(out.shape):   # TTIR broadcast needs equal ranks
+        shape = (1,) * (len(out.shape) - len(x.shape)) + tuple(x.shape)
+        x = e.op("ttir.reshape", [x], shape, x.elem, {"shape": E.I32List(shape)})
+    mult = [o if i == 1 else 1 for i, o in zip(x.shape, out.shape)]
+    return e.op("ttir.broadcast", [x], out.shape, out.elem, {"broadcast_dimensions": E.I64Array(mult)},
+                data_format=out.data_format)
+
+
+broadcast = defop(
+    "broadcast", shape=lambda ins, a: TensorType(tuple(a["shape"]), ins[0].dtype),
+    golden=lambda ins, a: ins[0].broadcast_to(a["shape"]), lower=_broadcast_lower,
+    relax=("relax.broadcast_to",), from_relax=_result_shape_from_relax,
+    doc="numpy-style broadcast to `shape`")
+
+
+def _take_shape(ins, a):
+    x, idx = ins
+    ax = a["axis"]
+    return TensorType(x.shape[:ax] + idx.shape + x.shape[ax + 1:], x.dtype)
+
+
+def _take_golden(ins, a):
+    x, idx = ins
+    return torch.index_select(x, a["axis"], idx.reshape(-1).long()).reshape(
+        x.shape[:a["axis"]] + idx.shape + x.shape[a["axis"] + 1:])
+
+
+def _take_from_relax(call):
+    x, idx = call.args[0], call.args[1]
+    if x.ty.ndim != 2 or (call.attrs.axis is not None and int(call.attrs.axis) != 0):
+        raise NotOnDevice("take other than rows of a 2-D table (embedding)")
+    if not (str(idx.ty.dtype).startswith(("int", "uint"))):
+        raise NotOnDevice("take with non-integer indices")
+    return [x, idx], {"axis": 0}
+
+
+def _take_lower(e, ins, a, out):
+    x, idx = ins
+    return e.op("ttir.embedding", [idx, x], out.shape, out.elem, data_format=out.data_format)
+
+
+take = defop("take", shape=_take_shape, golden=_take_golden, lower=_take_lower,
+             relax=("relax.take",), from_relax=_take_from_relax,
+             doc="y[i..., :] = table[idx[i...], :] (embedding lookup); lowers to ttir.embedding")
+
+
+def _repeat_from_relax(call):
+    reps = ints(call.attrs.repeats)
+    rank = call.args[0].ty.ndim
+    reps = [1] * (rank - len(reps)) + reps
+    if len(reps) != rank:
+        raise NotOnDevice("tile that adds dimensions")
+    return relax_tensor_args(call), {"repeats": reps}
+
+
+repeat = defop(
+    "repeat", shape=lambda ins, a: TensorType(tuple(d * r for d, r in zip(ins[0].shape, a["repeats"])), ins[0].dtype),
+    golden=lambda ins, a: ins[0].repeat(a["repeats"]),
+    lower=lambda e, ins, a, out: e.op("ttir.repeat", ins, out.shape, out.elem,
+                                      {"repeat_dimensions": E.I64Array(a["repeats"])}, data_format=out.data_format),
+    relax=("relax.tile",), from_relax=_repeat_from_relax)
+
+
+def constant_like(value) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(value))

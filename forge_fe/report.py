@@ -1,0 +1,55 @@
+"""Compile report: where each op runs and why, stage timings, and a printable summary."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+def placement_rows(placements) -> list[dict]:
+    return [{"name": p.name, "op": p.op, "forge_op": p.forge_op, "where": p.where, "reason": p.reason}
+            for p in placements]
+
+
+def placement_table(placements) -> str:
+    rows = placement_rows(placements)
+    w = max([len(r["name"]) for r in rows] + [4])
+    o = max([len(r["op"]) for r in rows] + [2])
+    lines = [f"{'name':<{w}}  {'op':<{o}}  where   reason"]
+    lines += [f"{r['name']:<{w}}  {r['op']:<{o}}  {r['where']:<6}  {r['reason']}" for r in rows]
+    c = Counter(r["where"] for r in rows)
+    lines.append(f"\n{c.get('device', 0)} ops on device, {c.get('cpu', 0)} on CPU")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class CompileReport:
+    model_name: str
+    framework: str
+    placement: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    stopped_after: str | None = None
+    segments: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model_name, "framework": self.framework, "placement": self.placement,
+                "timings_s": self.timings, "stopped_after": self.stopped_after, "segments": self.segments,
+                "artifacts": self.artifacts}
+
+    def summary(self) -> str:
+        c = Counter(r["where"] for r in self.placement)
+        total = sum(c.values()) or 1
+        lines = [f"model {self.model_name} ({self.framework})",
+                 f"  ops: {sum(c.values())}  device: {c.get('device', 0)} ({100 * c.get('device', 0) / total:.1f}%)"
+                 f"  cpu: {c.get('cpu', 0)}",
+                 f"  segments: {' -> '.join(self.segments) if self.segments else '-'}",
+                 f"  compile time: {sum(self.timings.values()):.2f} s  ("
+                 + ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()) + ")"]
+        cpu = [r for r in self.placement if r["where"] == "cpu"]
+        if cpu:
+            lines.append("  on CPU:")
+            for op, n in Counter((r["op"], r["reason"]) for r in cpu).most_common():
+                lines.append(f"    {op[0]} x{n}: {op[1]}")
+        if self.stopped_after:
+            lines.append(f"  stopped after stage '{self.stopped_after}' (CompileDepth)")
+        return "\n".join(lines)

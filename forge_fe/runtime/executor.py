@@ -1,0 +1,128 @@
+"""Execute a forge_fe Binary: device programs on the emulated device, CPU segments via TVM.
+
+The executor only reads the Binary (forge_fe.binary.model); it never touches the
+compiler's graphs or the original model, so a binary loaded in a fresh process
+runs the same way.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from forge_fe.binary import model as bm
+from forge_fe.errors import RuntimeFailure
+from forge_fe.runtime.kernels import KERNELS
+
+TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
+               "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
+               "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16}
+
+
+def to_torch(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    a = np.asarray(x)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+class DeviceProgram:
+    """A device program prepared for repeated execution."""
+
+    def __init__(self, prog: bm.Program):
+        self.prog = prog
+        missing = sorted({op.name for op in prog.ops if op.name not in KERNELS})
+        if missing:
+            raise RuntimeFailure(f"program '{prog.name}' uses ops the emulated device does not implement: "
+                                 f"{', '.join(missing)}", "the binary was made by a newer forge_fe; recompile")
+        self.dtypes = [TORCH_DTYPE[t.dtype] for t in prog.tensors]
+        self.slots: list = [None] * len(prog.tensors)
+        for idx, value in prog.constants.items():
+            self.slots[idx] = to_torch(value).to(self.dtypes[idx])
+        # Free each intermediate after its last reader so peak memory stays at the live set.
+        last_use = {}
+        for i, op in enumerate(prog.ops):
+            for t in op.inputs:
+                last_use[t] = i
+        keep = set(prog.outputs) | set(prog.constants)
+        self.steps = []
+        for i, op in enumerate(prog.ops):
+            free = [t for t in op.inputs if last_use.get(t) == i and t not in keep]
+            out = op.outputs[0]
+            self.steps.append((KERNELS[op.name], op.inputs, out, op.attrs, self.dtypes[out], free, op))
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        slots = list(self.slots)
+        for idx, x in zip(self.prog.inputs, inputs):
+            slots[idx] = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
+        for fn, ins, out, attrs, dtype, free, op in self.steps:
+            try:
+                y = fn([slots[i] for i in ins], attrs)
+            except Exception as exc:
+                raise RuntimeFailure(f"device op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
+                                     f"failed: {exc}") from exc
+            slots[out] = y if y.dtype == dtype else y.to(dtype)
+            for t in free:
+                slots[t] = None
+        return [slots[i] for i in self.prog.outputs]
+
+
+class CpuSegment:
+    """A TVM-compiled host segment; the shared object is written to a temp file and loaded."""
+
+    def __init__(self, seg: bm.CpuSegment):
+        import tvm
+        from tvm import relax
+        self.seg = seg
+        fd, path = tempfile.mkstemp(suffix=".so", prefix=f"forge_fe_{seg.name}_")
+        with os.fdopen(fd, "wb") as f:
+            f.write(seg.library)
+        try:
+            lib = tvm.runtime.load_module(path)
+        finally:
+            os.unlink(path)   # the loader keeps its own mapping
+        self.vm = relax.VirtualMachine(lib, tvm.cpu())
+        self._tvm = tvm
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        args = []
+        for x, desc in zip(inputs, self.seg.inputs):
+            want = TORCH_DTYPE[desc.dtype]
+            x = x.to(want) if x.dtype != want else x
+            args.append(self._tvm.runtime.tensor(x.detach().contiguous().numpy()))
+        out = self.vm[self.seg.entry](*args)
+        outs = list(out) if not hasattr(out, "numpy") else [out]
+        return [torch.from_numpy(o.numpy()) for o in outs]
+
+
+class Executor:
+    def __init__(self, binary: bm.Binary):
+        self.binary = binary
+        self.programs = [DeviceProgram(p) for p in binary.programs]
+        self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
+        self.constants = {k: to_torch(v) for k, v in binary.constants.items()}
+        self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        env = dict(self.constants)
+        env.update(self._cached)
+        for desc, x in zip(self.binary.inputs, inputs):
+            env[desc.name] = x
+        for step in self.binary.plan:
+            if step.kind == "device":
+                prog = self.programs[step.index]
+                if prog.prog.private and all(o in self._cached for o in step.outputs):
+                    continue
+                outs = prog.run([env[n] for n in step.inputs])
+                if prog.prog.private:
+                    self._cached.update(zip(step.outputs, outs))
+            else:
+                outs = self.cpu[step.index].run([env[n] for n in step.inputs])
+            env.update(zip(step.outputs, outs))
+        return [env[n] for n in self.binary.outputs]

@@ -1,0 +1,227 @@
+"""Kernels of the emulated device: one function per TTIR op, keyed by the op's name.
+
+This table is the device's instruction set as the runtime sees it. Kernels are
+written with torch because its CPU kernels (oneDNN convolutions, MKL/OpenBLAS
+GEMM) are the fast path the emulator needs (see docs/kernels.md); TVM's untuned
+llvm code is two orders of magnitude slower on convolutions.
+
+Signature: ``kernel(inputs: list[torch.Tensor], attrs: dict) -> torch.Tensor``.
+Attributes arrive as plain JSON values in TTIR spelling. The executor casts each
+result to the dtype its tensor descriptor declares, so kernels may return any dtype.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+KERNELS: dict = {}
+
+
+def kernel(*names):
+    def reg(fn):
+        for n in names:
+            KERNELS[n] = fn
+        return fn
+    return reg
+
+
+def _unary(name, fn):
+    KERNELS[f"ttir.{name}"] = lambda ins, a: fn(ins[0])
+
+
+def _binary(name, fn):
+    KERNELS[f"ttir.{name}"] = lambda ins, a: fn(ins[0], ins[1])
+
+
+def _is_true(x):
+    return x if x.dtype == torch.bool else x != 0
+
+
+for _n, _f in {
+    "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "exp": torch.exp, "log": torch.log,
+    "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "neg": torch.neg, "abs": torch.abs, "erf": torch.erf,
+    "sin": torch.sin, "cos": torch.cos, "floor": torch.floor, "ceil": torch.ceil, "sign": torch.sign,
+    "reciprocal": torch.reciprocal, "silu": F.silu,
+    "logical_not": lambda x: torch.logical_not(_is_true(x)),
+}.items():
+    _unary(_n, _f)
+
+for _n, _f in {
+    "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "maximum": torch.maximum,
+    "minimum": torch.minimum, "pow": torch.pow,
+    "div": lambda x, y: torch.div(x, y) if x.is_floating_point() else torch.div(x, y, rounding_mode="trunc"),
+    "eq": torch.eq, "ne": torch.ne, "gt": torch.gt, "ge": torch.ge, "lt": torch.lt, "le": torch.le,
+    "logical_and": lambda x, y: torch.logical_and(_is_true(x), _is_true(y)),
+    "logical_or": lambda x, y: torch.logical_or(_is_true(x), _is_true(y)),
+}.items():
+    _binary(_n, _f)
+
+
+@kernel("ttir.gelu")
+def _gelu(ins, a):
+    return F.gelu(ins[0], approximate=a.get("approximate", "none"))
+
+
+@kernel("ttir.leaky_relu")
+def _leaky_relu(ins, a):
+    return F.leaky_relu(ins[0], a["parameter"])
+
+
+@kernel("ttir.clamp_scalar")
+def _clamp(ins, a):
+    return torch.clamp(ins[0], a["min"], a["max"])
+
+
+@kernel("ttir.typecast")
+def _typecast(ins, a):
+    return ins[0]            # the executor casts to the result descriptor's dtype
+
+
+@kernel("ttir.where")
+def _where(ins, a):
+    return torch.where(_is_true(ins[0]), ins[1], ins[2])
+
+
+# ---- data movement ------------------------------------------------------------------
+
+@kernel("ttir.reshape")
+def _reshape(ins, a):
+    return ins[0].reshape(a["shape"])
+
+
+@kernel("ttir.permute")
+def _permute(ins, a):
+    return ins[0].permute(a["permutation"])    # a view: no data moves until a consumer needs it
+
+
+@kernel("ttir.transpose")
+def _transpose(ins, a):
+    return ins[0].transpose(a["dim0"], a["dim1"])
+
+
+@kernel("ttir.concat")
+def _concat(ins, a):
+    return torch.cat(ins, a["dim"])
+
+
+@kernel("ttir.slice_static")
+def _slice(ins, a):
+    return ins[0][tuple(slice(b, e, s) for b, e, s in zip(a["begins"], a["ends"], a["step"]))]
+
+
+@kernel("ttir.broadcast")
+def _broadcast(ins, a):
+    x = ins[0]
+    return x.expand([d * m for d, m in zip(x.shape, a["broadcast_dimensions"])])
+
+
+@kernel("ttir.repeat")
+def _repeat(ins, a):
+    return ins[0].repeat(a["repeat_dimensions"])
+
+
+@kernel("ttir.embedding")
+def _embedding(ins, a):
+    idx, table = ins
+    return F.embedding(idx.long(), table)
+
+
+# ---- reductions ---------------------------------------------------------------------
+
+def _reduce(fn):
+    def run(ins, a):
+        dims = a.get("dim_arg")
+        x = ins[0]
+        dims = list(range(x.dim())) if dims is None else dims
+        return fn(x, dims, a.get("keep_dim", False)) if dims else x
+    return run
+
+
+KERNELS["ttir.sum"] = _reduce(lambda x, d, k: torch.sum(x, d, keepdim=k))
+KERNELS["ttir.mean"] = _reduce(lambda x, d, k: torch.mean(x, d, keepdim=k))
+KERNELS["ttir.max"] = _reduce(lambda x, d, k: torch.amax(x, d, keepdim=k))
+KERNELS["ttir.min"] = _reduce(lambda x, d, k: torch.amin(x, d, keepdim=k))
+
+
+def _prod(x, dims, keep):
+    for d in sorted(dims, reverse=True):
+        x = torch.prod(x, d, keepdim=keep)
+    return x
+
+
+KERNELS["ttir.prod"] = _reduce(_prod)
+
+
+# ---- matmul, conv, pool, norms ------------------------------------------------------
+
+def _mm(ins, a):
+    x, y = ins[0], ins[1]
+    if a.get("transpose_a"):
+        x = x.transpose(-1, -2)
+    if a.get("transpose_b"):
+        y = y.transpose(-1, -2)
+    return x, y
+
+
+@kernel("ttir.matmul")
+def _matmul(ins, a):
+    return torch.matmul(*_mm(ins, a))
+
+
+@kernel("ttir.linear")
+def _linear(ins, a):
+    x, y = _mm(ins, a)
+    if len(ins) > 2:
+        if x.dim() == 2 and y.dim() == 2 and ins[2].dim() == 1:
+            return torch.addmm(ins[2], x, y)
+        return torch.matmul(x, y) + ins[2]
+    return torch.matmul(x, y)
+
+
+@kernel("ttir.softmax")
+def _softmax(ins, a):
+    return torch.softmax(ins[0], a["dimension"])
+
+
+@kernel("ttir.layer_norm")
+def _layer_norm(ins, a):
+    w = ins[1] if len(ins) > 1 else None
+    b = ins[2] if len(ins) > 2 else None
+    return F.layer_norm(ins[0], a["normalized_shape"], w, b, a["epsilon"])
+
+
+def _nchw(x):
+    # NHWC tensor -> NCHW view with channels-last strides (what oneDNN runs fastest).
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(y):
+    return y.permute(0, 2, 3, 1)
+
+
+@kernel("ttir.conv2d")
+def _conv2d(ins, a):
+    x, w = _nchw(ins[0]), ins[1]
+    b = ins[2].reshape(-1) if len(ins) > 2 else None
+    t, l, bo, r = a["padding"]
+    if (t, l) != (bo, r):
+        x = F.pad(x, (l, r, t, bo))
+        t = l = 0
+    return _nhwc(F.conv2d(x, w, b, a["stride"], (t, l), a["dilation"], a["groups"]))
+
+
+@kernel("ttir.max_pool2d")
+def _max_pool2d(ins, a):
+    x = _nchw(ins[0])
+    t, l, b, r = a["padding"]
+    if (t, l) != (b, r):
+        x = F.pad(x, (l, r, t, b), value=float("-inf"))
+        t = l = 0
+    return _nhwc(F.max_pool2d(x, a["kernel"], a["stride"], (t, l), a["dilation"], ceil_mode=a["ceil_mode"]))
+
+
+@kernel("ttir.avg_pool2d")
+def _avg_pool2d(ins, a):
+    t, l, b, r = a["padding"]
+    return _nhwc(F.avg_pool2d(_nchw(ins[0]), a["kernel"], a["stride"], (t, l), ceil_mode=a["ceil_mode"],
+                              count_include_pad=a.get("count_include_pad", True)))

@@ -1,0 +1,35 @@
+"""forge_fe: a TVM-based frontend compiler for Tenstorrent-style NPUs (see README.md)."""
+from setuptools import find_packages, setup
+
+# Pins where behaviour depends on the exact version (TVM 0.27's Relax API, the CPU
+# torch build that lies on the CI machine, the flatbuffers runtime the generated
+# code was made with). Others are lower bounds.
+CORE = [
+    "apache-tvm==0.27.0.post1",
+    "numpy>=1.26",
+    "flatbuffers==25.12.19",
+    "ml_dtypes>=0.5",
+    "safetensors>=0.4",
+    # The emulated device's kernels are torch CPU kernels (docs/kernels.md).
+    "torch==2.13.0",
+]
+EXTRAS = {
+    "torch": ["transformers>=4.50"],
+    "onnx": ["onnx>=1.17", "onnxruntime>=1.20"],
+    "tf": ["tensorflow-cpu>=2.16"],
+    "jax": ["jax>=0.6", "jaxlib>=0.6", "flax>=0.10"],
+    "test": ["pytest>=8", "jax>=0.6", "jaxlib>=0.6", "transformers>=4.50", "onnx>=1.17", "onnxruntime>=1.20"],
+}
+EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "jax") for p in EXTRAS[k]})
+
+setup(
+    name="forge_fe",
+    version="0.1.0",
+    description="TVM-based frontend compiler for Tenstorrent-style NPUs with an emulated device runtime",
+    python_requires=">=3.10",
+    packages=find_packages(include=["forge_fe", "forge_fe.*", "tvm_ext", "tvm_ext.*"]),
+    package_data={"forge_fe.binary": ["*.fbs"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["forge-fe=forge_fe.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""forge_fe extensions to Apache TVM: frontends, Relax passes and the device/CPU partitioner."""

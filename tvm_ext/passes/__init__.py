@@ -1,0 +1,43 @@
+"""forge_fe's Relax pipeline: one list of named passes, run in order between import and partition.
+
+Each entry is (name, pass factory); `run_relax_passes` verifies the module after
+every pass so a broken rewrite is attributed to the pass that made it.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from tvm_ext.passes.fold_static_creation import FoldStaticCreation
+
+RELAX_PIPELINE = [
+    # Put every binding in normal form (explicit types, one call per binding).
+    ("normalize", relax.transform.Normalize),
+    # Remove trivial aliases and tuple round-trips the importers leave behind.
+    ("canonicalize_bindings", relax.transform.CanonicalizeBindings),
+    # arange/full/zeros_like with static shapes -> constants (masks, position ids).
+    ("fold_static_creation", FoldStaticCreation),
+    # Evaluate everything that now depends only on constants.
+    ("fold_constant", relax.transform.FoldConstant),
+    ("canonicalize_bindings_2", relax.transform.CanonicalizeBindings),
+    # Drop what nothing uses (e.g. max_pool indices, unused tuple fields).
+    ("dead_code_elimination", lambda: relax.transform.DeadCodeElimination(["main"])),
+]
+
+
+def run_relax_passes(mod: tvm.IRModule, on_pass=None) -> tvm.IRModule:
+    from forge_fe.errors import CompileError
+    for name, make in RELAX_PIPELINE:
+        try:
+            mod = make()(mod)
+        except Exception as exc:
+            raise CompileError("relax_passes", f"Relax pass '{name}' failed: {str(exc).splitlines()[-1]}",
+                               "report this with the model; CompileDepth.IMPORT stops before the passes") from exc
+        try:
+            relax.analysis.well_formed(mod)
+        except Exception as exc:
+            raise CompileError("relax_passes", f"Relax pass '{name}' produced a malformed module: "
+                               f"{str(exc).strip().splitlines()[-1]}", "this is a compiler bug: please report it") from exc
+        if on_pass:
+            on_pass(name, mod)
+    return mod
