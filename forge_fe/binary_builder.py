@@ -133,5 +133,5 @@ def build_binary(ctx) -> bm.Binary:
         debug["relax.py"] = ctx.mod.script(show_meta=False)
     return bm.Binary(compiler_version=f"forge_fe {__version__} (tvm {tvm.__version__})", system=system,
                      programs=programs, cpu_segments=cpu_segments, plan=plan, inputs=inputs, outputs=outputs,
-                     constants={k: np.ascontiguousarray(v) for k, v in constants.items()},
+                     constants={k: np.asarray(v, order="C") for k, v in constants.items()},
                      output_structure=structure.dumps(meta), debug=debug, model_name=ctx.name)

@@ -107,7 +107,7 @@ class _SegmentWriter:
 
     def add_weight(self, name, value, kind):
         if name not in self.weights:
-            self.weights[name] = np.ascontiguousarray(value)
+            self.weights[name] = np.asarray(value, order="C")
             self.params.append((name, tuple(value.shape), str(value.dtype), kind))
         getter = "get_parameter" if kind == "parameter" else "get_constant"
         return f'self.{getter}("{name}")'

@@ -61,7 +61,7 @@ class CompiledModel:
             if _dtype_name(x) != d.dtype:
                 raise InputError(f"input {i} ('{d.name}') has dtype {_dtype_name(x)}, the model was compiled for "
                                  f"{d.dtype}", f"convert it, e.g. x.astype('{d.dtype}') / x.to(torch.{d.dtype})")
-            out.append(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)))
+            out.append(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, order="C")))
         return out
 
     def __call__(self, *inputs):

@@ -77,7 +77,7 @@ class ForgeModule:
             value = self._weights[name]
             if value is None:
                 raise RuntimeError(f"{self.name}: weight '{name}' was never loaded (call load_weights)")
-            t = torch.from_numpy(np.ascontiguousarray(value))
+            t = torch.from_numpy(np.asarray(value, order="C"))
             self._torch_cache[name] = t
         return t
 

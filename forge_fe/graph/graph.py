@@ -74,7 +74,7 @@ class Graph:
         value = np.asarray(value)
         n = Node(self, self._unique(name), kind, TensorType(tuple(value.shape), str(value.dtype)),
                  value=value, meta=dict(meta or {}))
-        self.nodes.append(n)
+        self.nodes.insert(0, n)   # no inputs: first keeps `nodes` topologically sorted
         return n
 
     def add_op(self, op: OpDef, name: str, inputs: list, attrs: dict, meta=None, before: Node | None = None) -> Node:

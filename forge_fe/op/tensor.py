@@ -162,6 +162,3 @@ repeat = defop(
                                       {"repeat_dimensions": E.I64Array(a["repeats"])}, data_format=out.data_format),
     relax=("relax.tile",), from_relax=_repeat_from_relax)
 
-
-def constant_like(value) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(value))

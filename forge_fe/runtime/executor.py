@@ -29,7 +29,7 @@ def to_torch(x) -> torch.Tensor:
         return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
     if not a.flags.writeable:
         a = a.copy()
-    return torch.from_numpy(np.ascontiguousarray(a))
+    return torch.from_numpy(np.asarray(a, order="C"))
 
 
 class DeviceProgram:

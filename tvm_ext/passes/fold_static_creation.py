@@ -17,12 +17,15 @@ _NEW = {"relax.zeros": 0, "relax.ones": 1}
 
 
 def _scalar(expr):
-    if isinstance(expr, tvm.ir.expr.Constant):
-        return expr.value.numpy().item()
+    """Python value of a constant / PrimValue argument, or None if not static."""
     value = getattr(expr, "value", None)
-    if value is not None and hasattr(value, "value"):
-        return value.value          # PrimValue(IntImm/FloatImm)
-    return getattr(expr, "value", None)
+    for _ in range(2):   # Constant -> runtime tensor, PrimValue -> IntImm/FloatImm -> number
+        if hasattr(value, "numpy"):
+            return value.numpy().item()
+        if isinstance(value, (int, float, bool)):
+            return value
+        value = getattr(value, "value", None)
+    return None
 
 
 def creation_value(call) -> np.ndarray | None:
