@@ -57,7 +57,7 @@ if __name__ == "__main__":
         outs = m(*ins)
         outs = outs if isinstance(outs, tuple) else (outs,)
         for i, o in enumerate(outs):
-            print(f"{{m.name}} output {{i}}: shape {{tuple(o.shape)}} mean {{o.float().mean().item():.6g}}")
+            print(f"{m.name} output {i}: shape {tuple(o.shape)} mean {o.float().mean().item():.6g}")
     sys.exit(0)
 '''
 
@@ -83,8 +83,9 @@ def _fmt(v) -> str:
 
 
 class _SegmentWriter:
-    def __init__(self, seg: Segment, class_name: str, weight_names: dict, weight_values: dict):
+    def __init__(self, seg: Segment, class_name: str, weight_names: dict, weight_values: dict, sources: dict):
         self.seg = seg
+        self.sources = sources                # relax var name -> framework module / op
         self.cls = class_name
         self.weight_names = weight_names      # relax.Var -> framework weight name
         self.weight_values = weight_values    # framework weight name -> ndarray
@@ -97,11 +98,11 @@ class _SegmentWriter:
         self.counter: dict[str, int] = {}
 
     def fresh(self, base: str) -> str:
-        k = self.counter.get(base, 0)
-        self.counter[base] = k + 1
-        ident = py_ident(f"{base}_{k}")
+        ident = py_ident(base)
         while ident in self.used_idents:
-            ident += "_"
+            k = self.counter.get(base, 0) + 1
+            self.counter[base] = k
+            ident = py_ident(f"{base}_{k}")
         self.used_idents.add(ident)
         return ident
 
@@ -168,7 +169,8 @@ class _SegmentWriter:
         args, attrs = forge.from_relax(v)
         attrs = dict(attrs)
         result_index = attrs.pop("result_index", None)
-        ident = self.fresh(forge.name)
+        src = self.sources.get(b.var.name)
+        ident = self.fresh(forge.name if not src else src if forge.name in src else f"{src}_{forge.name}")
         arg_text = ", ".join(self.arg(a) for a in args)
         attr_text = "".join(f", {k}={_fmt(a)}" for k, a in attrs.items())
         self.lines.append(f'{ident} = op.{forge.name}("{ident}", {arg_text}{attr_text})')
@@ -179,13 +181,17 @@ class _SegmentWriter:
 
 
 def generate(model_name: str, segments: list[Segment], weight_names: dict, weight_values: dict,
-             file_stem: str) -> GeneratedModule:
+             file_stem: str, sources: dict | None = None) -> GeneratedModule:
+    """Python source with one ForgeModule class per device segment, plus its weights.
+
+    `sources` maps Relax var names to framework locations (e.g. 'layer1.0.conv1'), which
+    name the generated ops so TTIR locations lead back to the model."""
     base = py_ident(model_name)
     base = base[:1].upper() + base[1:]
     classes, weights, bodies = [], {}, []
     for seg in segments:
         cls = f"{base}_{seg.name}"
-        w = _SegmentWriter(seg, cls, weight_names, weight_values)
+        w = _SegmentWriter(seg, cls, weight_names, weight_values, sources or {})
         bodies.append(w.write())
         classes.append(cls)
         weights.update({f"{cls}.{k}": v for k, v in w.weights.items()})

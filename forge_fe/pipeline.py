@@ -103,7 +103,7 @@ def stage_generate_forge_module(ctx):
               if p.name in imp.params}
     values = {imp.weight_names.get(k, k): v for k, v in imp.params.items()}
     stem = f"{codegen.py_ident(ctx.name)}_forge_module"
-    ctx.generated = codegen.generate(ctx.name, device, by_var, values, stem)
+    ctx.generated = codegen.generate(ctx.name, device, by_var, values, stem, imp.sources)
     ctx.dump(f"04_{stem}.py", ctx.generated.source)
     if ctx.cfg.dump_dir:
         from safetensors.numpy import save_file

@@ -381,7 +381,20 @@ def test_fix_equal_shape_vs_constant_and_expand_to_shape():
     check_against_ort(model, feeds)
 
 
-def test_fix_expand_to_shape_of_same_rank():
+def test_fix_equal_shape_vs_constant_values():
+    """TVM folds Equal(Shape(x), const) to all-False; the result must be [True, False, True]."""
+    model = make_model(
+        [oh.make_node("Shape", ["x"], ["s"]), oh.make_node("Equal", ["s", "c"], ["y"])],
+        [vi("x", [2, 3, 4])],
+        [vi("y", [3], TP.BOOL)],
+        [const("c", np.array([2, -1, 4]))],
+    )
+    mod, _ = check_against_ort(model, {"x": np.zeros((2, 3, 4), "float32")})
+    got = run_tvm(mod, {}, {"x": np.zeros((2, 3, 4), "float32")})[0]
+    np.testing.assert_array_equal(got, [True, False, True])
+
+
+def test_expand_to_shape_of_same_rank():
     model = make_model(
         [oh.make_node("Shape", ["y"], ["s"]), oh.make_node("Expand", ["x", "s"], ["out"])],
         [vi("x", [1, 5]), vi("y", [3, 5])],

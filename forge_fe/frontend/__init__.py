@@ -28,6 +28,7 @@ class ImportedModel:
     output_dtypes: list[str] = field(default_factory=list)
     torch_io: bool = False                      # torch in -> torch out
     forge_module: object = None                 # set when the model already is a ForgeModule
+    sources: dict[str, str] = field(default_factory=dict)   # Relax var name -> framework op/module
 
 
 def _module_name(model, default):

@@ -27,9 +27,50 @@ def _as_tensors(sample_inputs) -> list[torch.Tensor]:
     return out
 
 
+def _source_of(node) -> str:
+    """'layer1.0.conv1' for an fx node made inside that submodule, else the fx node's name."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path = list(stack.values())[-1][0]
+        path = path.replace("L['self'].", "").replace("L['self']", "")
+        path = path.replace("[", ".").replace("]", "").replace("'", "")
+        if path:
+            return path
+    return node.name
+
+
+def _import_with_sources(ep):
+    """from_exported_program, also returning {relax var name: torch source} for generated names."""
+    from tvm import relax
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+    class SourceTrackingImporter(ExportedProgramImporter):
+        sources: dict = {}
+
+        def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
+            out = super()._translate_fx_graph(graph_module, nodes, inputs_vars, custom_ops)
+            for node, var in self.env.items():
+                if node.op == "call_function" and isinstance(var, relax.Var):
+                    self.sources[var.name] = _source_of(node)
+            return out
+
+    importer = SourceTrackingImporter()
+    importer.sources = {}
+    mod = importer.from_exported_program(ep.run_decompositions(), True, False, False, None)
+    # A converter emits helper bindings just before the var it returns: they share its source.
+    sources, pending = {}, []
+    for block in mod["main"].body.blocks:
+        for b in block.bindings:
+            pending.append(b.var.name)
+            src = importer.sources.get(b.var.name)
+            if src is not None:
+                sources.update((n, src) for n in pending)
+                pending = []
+    return mod, sources
+
+
 def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> ImportedModel:
     from tvm import relax
-    from tvm.relax.frontend.torch import from_exported_program
 
     inputs = _as_tensors(sample_inputs)
     model = model.eval()
@@ -46,7 +87,7 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> Imp
                                 "the model must be exportable with torch.export (no data-dependent Python "
                                 "control flow); see torch.export's error above") from exc
     try:
-        mod = from_exported_program(ep, keep_params_as_input=True)
+        mod, sources = _import_with_sources(ep)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise FrontendError(f"TVM's PyTorch importer failed: {msg}",
@@ -73,4 +114,4 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> Imp
     return ImportedModel(
         framework="pytorch", name=module_name or type(model).__name__, mod=mod, params=values,
         weight_names=weight_names, input_specs=input_specs, golden=golden, output_structure=spec,
-        output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True)
+        output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True, sources=sources)

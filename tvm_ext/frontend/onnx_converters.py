@@ -133,8 +133,9 @@ class Equal(_tvm_onnx.Equal):
     ``tirx.IntImm`` against a Python int, which is always False.  torch's
     exporter emits ``Where(Equal(shape, -1), ones, shape)`` for every
     ``expand(-1, ...)`` (e.g. BERT's attention mask with dynamic axes), so the
-    -1 survives into ``Expand``'s target shape and the import fails ("Cannot
-    use and / or / not operator to Expr") or is silently wrong.  Here static
+    -1 survives into ``Expand``'s target shape (TVM's Expand happens to read
+    -1 as "keep the dim", which hides it there) and any other consumer of the
+    comparison gets wrong values silently.  Here static
     dims are compared as integers (with ONNX broadcasting of length-1
     operands); undecidable symbolic dims fall back to a runtime ``equal``.
     """
@@ -165,29 +166,6 @@ class Equal(_tvm_onnx.Equal):
             ]
             return relax.op.equal(*tensors)
         return super()._impl_v13(bb, inputs, attr, params)
-
-
-class Expand(_tvm_onnx.Expand):
-    """Expand to a static shape given as a ``ShapeExpr`` (or an initializer).
-
-    TVM's ``ShapeExpr`` branch ends with ``target_shape == data_shape`` on two
-    lists of ``tirx.IntImm``; Python's list equality calls ``bool()`` on a
-    TIR ``EQ`` expression and raises "Cannot use and / or / not operator to
-    Expr" whenever the ranks match (torch's ``mask.expand(b, 1, s, s)`` with
-    dynamic axes).  Its constant branch is fine, so a fully static shape is
-    turned into a constant first; the shape input also goes through
-    ``get_constant`` (TVM forgets to), so an initializer shape is static too.
-    """
-
-    @classmethod
-    def _impl_v13(cls, bb, inputs, attr, params):
-        shape = _tvm_onnx.get_constant(inputs[1], params)
-        if isinstance(shape, relax.ShapeExpr) and all(
-            isinstance(v, tirx.IntImm) for v in shape.values
-        ):
-            shape = relax.const(np.array([int(v) for v in shape.values], dtype="int64"), "int64")
-        fixed = _tvm_onnx.onnx_input([inputs[0], shape])
-        return super()._impl_v13(bb, fixed, attr, params)
 
 
 def _static_scalar(x):
@@ -355,7 +333,6 @@ def tvm_ffi_structural_equal(x, y) -> bool:
 FIXED_CONVERTERS: dict[str, type] = {
     "ConstantOfShape": ConstantOfShape,
     "Equal": Equal,
-    "Expand": Expand,
     "Range": Range,
     "Clip": Clip,
     "Pad": Pad,
