@@ -64,6 +64,10 @@ class Graph:
         self._names.add(name)
         return name
 
+    def release_name(self, name: str):
+        """Let a rewrite give its replacement node the name of the node it replaces."""
+        self._names.discard(name)
+
     def add_input(self, name, shape, dtype) -> Node:
         n = Node(self, self._unique(name), INPUT, TensorType(tuple(shape), dtype))
         self.nodes.append(n)

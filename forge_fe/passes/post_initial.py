@@ -100,6 +100,7 @@ def _rewrite_conv(graph, n, conv, v):
         bias = mk("multiply", "b_scaled", [bias, vec]) if bias is not None else None
     else:
         bias = mk("add", "b_shifted", [bias, vec]) if bias is not None else vec
+    graph.release_name(conv.name)
     new = graph.add_op(op["conv2d"], conv.name, [x, w] + ([bias] if bias is not None else []), conv.attrs,
                        meta=conv.meta, before=n)
     graph.replace_all_uses(n, new)
@@ -118,6 +119,7 @@ def fuse_linear(graph: Graph) -> int:
                     and all(d == 1 for d in b.shape[:-1]) and b.shape[-1:] == mm.shape[-1:] and n.shape == mm.shape:
                 if len(b.shape) != 1:
                     b = graph.add_op(op["reshape"], f"{b.name}.vec", [b], {"shape": [b.shape[-1]]}, before=n)
+                graph.release_name(mm.name)
                 new = graph.add_op(op["linear"], mm.name, mm.inputs + [b], mm.attrs, meta=mm.meta, before=n)
                 graph.replace_all_uses(n, new)
                 count += 1

@@ -194,15 +194,27 @@ def _load(model) -> tuple[onnx.ModelProto, str | None]:
     )
 
 
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
 def _check_model(model: onnx.ModelProto, path: str | None) -> None:
+    if path is None and model.ByteSize() > _PROTOBUF_LIMIT:
+        # only the path form of the checker handles models above 2 GB
+        warnings.warn(
+            "ONNX model above protobuf's 2 GB limit passed in memory: onnx.checker skipped "
+            "(pass a path to have it checked)",
+            stacklevel=3,
+        )
+        return
     try:
-        # the path form also handles models above protobuf's 2 GB limit
         onnx.checker.check_model(path if path is not None else model)
     except Exception as err:  # noqa: BLE001 - ValidationError and friends
         msg = " ".join(str(err).split())
         raise FrontendError(
             f"malformed ONNX model: onnx.checker.check_model says: {msg}",
-            "fix the model or re-export it from its framework",
+            "fix the model or re-export it from its framework (torch.onnx.export(dynamo=True) "
+            "below opset 18 down-converts its graph and can emit invalid nodes: try "
+            "opset_version=18)",
         ) from err
 
 

@@ -13,7 +13,9 @@ initializer parsing) for the duration of one import so that:
   duplicated as inputs;
 * every converter call is guarded: an exception inside TVM (in the converter
   itself or in the type inference of the expression it built) is re-raised as
-  :class:`ConverterFailure`, which names the ONNX node that caused it.
+  :class:`ConverterFailure`, which names the ONNX node that caused it; and
+  shape values that flow into ops TVM only accepts tensors for become int64
+  tensors (:func:`nodes_needing_tensor_outputs`).
 
 Nothing in site-packages is edited and the original functions are restored
 when the context manager exits.
@@ -341,7 +343,7 @@ FIXED_CONVERTERS: dict[str, type] = {
 
 
 # --------------------------------------------------------------------------
-# Installing them
+# Guarding every converter, and shape values as tensors
 # --------------------------------------------------------------------------
 
 
@@ -379,7 +381,7 @@ def nodes_needing_tensor_outputs(graph) -> frozenset[str]:
             for attr in node.attribute:
                 for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
                     walk(sub)
-                    # names a subgraph reads from the outer scope
+                    # a branch's outputs become the If's results: keep them tensors
                     for out in sub.output:
                         consumers.setdefault(out.name, set()).add("<graph output>")
 
@@ -423,16 +425,12 @@ class _GuardedConverter:
             name = attr.get("tvm_custom", {}).get("name", "") if isinstance(attr, dict) else ""
             try:
                 out = impl(bb, inputs, attr, params)
-                if (
-                    name in tensor_output_nodes
-                    and isinstance(out, relax.Expr)
-                    and isinstance(out.ty, relax.ShapeType)
-                ):
-                    out = _shape_to_tensor(out)
                 # TVM normalizes (runs type inference) after the converter
                 # returns; do it here so its errors are attributed too.
                 if isinstance(out, relax.Expr):
                     out = bb.normalize(out)
+                    if name in tensor_output_nodes and isinstance(out.ty, relax.ShapeType):
+                        out = bb.normalize(_shape_to_tensor(out))
                 return out
             except ConverterFailure:
                 raise
