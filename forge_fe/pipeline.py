@@ -17,7 +17,7 @@ from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import CompileError, ForgeError
 from forge_fe.frontend import ImportedModel, import_model
 from forge_fe.graph.graph import Graph
-from forge_fe.passes import consteval, post_initial, pre_lowering
+from forge_fe.passes import consteval, layout, post_initial, pre_lowering
 from forge_fe.ttir.emitter import module_text
 from forge_fe.ttir.lower import lower_graph
 from forge_fe.version import __version__
@@ -166,6 +166,8 @@ def stage_post_autograd(ctx):
 
 def stage_pre_lowering(ctx):
     for u in ctx.units:
+        layout.channels_last(u.graph)      # conv/pool run NHWC on the device ...
+        layout.sink_permutes(u.graph)      # ... and the permutes between them cancel
         for g in filter(None, (u.consteval, u.graph)):
             pre_lowering.equalize_ranks(g)
             g.toposort()

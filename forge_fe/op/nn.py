@@ -23,6 +23,39 @@ def _permute(e, v, perm):
                 {"permutation": E.I64Array(list(perm))})
 
 
+def _to_nchw(t):
+    return TensorType((t.shape[0], t.shape[3], t.shape[1], t.shape[2]), t.dtype)
+
+
+def _to_nhwc(t):
+    return TensorType((t.shape[0], t.shape[2], t.shape[3], t.shape[1]), t.dtype)
+
+
+def layout_aware(shape_rule, golden_rule, core_lower):
+    """Rules for an op that takes NCHW (framework) or, with layout="NHWC", channels-last input.
+
+    `shape_rule`/`golden_rule` are written for NCHW; `core_lower(e, ins, a, nhwc_shape, out)` emits
+    the NHWC device op. NCHW instances lower with permutes around it; the channels_last pass
+    (passes/layout.py) rewrites them to NHWC so those permutes cancel across the graph."""
+    def shape(ins, a):
+        if a.get("layout") == "NHWC":
+            return _to_nhwc(shape_rule([_to_nchw(ins[0])] + list(ins[1:]), a))
+        return shape_rule(ins, a)
+
+    def golden(ins, a):
+        if a.get("layout") == "NHWC":
+            return golden_rule([ins[0].permute(NHWC_TO_NCHW)] + list(ins[1:]), a).permute(NCHW_TO_NHWC)
+        return golden_rule(ins, a)
+
+    def lower(e, ins, a, out):
+        if a.get("layout") == "NHWC":
+            return core_lower(e, ins, a, out.shape, out)
+        n, c, h, w = out.shape
+        y = core_lower(e, [_permute(e, ins[0], NCHW_TO_NHWC)] + list(ins[1:]), a, (n, h, w, c), out)
+        return _permute(e, y, NHWC_TO_NCHW)
+    return dict(shape=shape, golden=golden, lower=lower)
+
+
 def _conv_out(size, k, stride, pad_lo, pad_hi, dilation, ceil_mode=False):
     span = size + pad_lo + pad_hi - dilation * (k - 1) - 1
     return (-(-span // stride) if ceil_mode else span // stride) + 1
@@ -48,19 +81,16 @@ def _conv2d_golden(ins, a):
     return F.conv2d(x, w, bias, stride=a["stride"], padding=(t, l), dilation=a["dilation"], groups=a["groups"])
 
 
-def _conv2d_lower(e, ins, a, out):
-    x = _permute(e, ins[0], NCHW_TO_NHWC)
-    operands = [x, ins[1]]
+def _conv2d_lower(e, ins, a, shape, out):
+    operands = [ins[0], ins[1]]
     if len(ins) > 2:
         bias = ins[2]
         operands.append(e.op("ttir.reshape", [bias], (1, 1, 1, bias.shape[0]), bias.elem,
                              {"shape": E.I32List([1, 1, 1, bias.shape[0]])}))
-    n, o, oh, ow = out.shape
-    y = e.op("ttir.conv2d", operands, (n, oh, ow, o), out.elem, {
+    return e.op("ttir.conv2d", operands, shape, out.elem, {
         "stride": E.I32Array(a["stride"]), "padding": E.I32Array(a["padding"]),
         "dilation": E.I32Array(a["dilation"]), "groups": E.I32(a["groups"]),
         "operandSegmentSizes": E.I32Array([1, 1, len(operands) - 2])}, data_format=out.data_format)
-    return _permute(e, y, NHWC_TO_NCHW)
 
 
 def _conv2d_from_relax(call):
@@ -74,8 +104,7 @@ def _conv2d_from_relax(call):
                                      "dilation": ints(at.dilation), "groups": int(at.groups)}
 
 
-conv2d = defop("conv2d", shape=_conv2d_shape, golden=_conv2d_golden, lower=_conv2d_lower,
-               relax=("relax.nn.conv2d",), from_relax=_conv2d_from_relax,
+conv2d = defop("conv2d", **layout_aware(_conv2d_shape, _conv2d_golden, _conv2d_lower), relax=("relax.nn.conv2d",), from_relax=_conv2d_from_relax,
                doc="y[n,o] = sum_c,kh,kw x[n,c,..] * w[o,c,kh,kw] (+ bias[o]); NCHW, weight OIHW, "
                    "padding [top, left, bottom, right]")
 
@@ -109,16 +138,13 @@ def _avg_pool_golden(ins, a):
 
 
 def _pool_lower(ttir_name):
-    def lower(e, ins, a, out):
-        x = _permute(e, ins[0], NCHW_TO_NHWC)
-        n, c, oh, ow = out.shape
+    def lower(e, ins, a, shape, out):
         attrs = {"kernel": E.I32Array(a["kernel"]), "stride": E.I32Array(a["stride"]),
                  "dilation": E.I32Array(a["dilation"]), "padding": E.I32Array(a["padding"]),
                  "ceil_mode": E.Bool(a["ceil_mode"])}
         if "count_include_pad" in a:
             attrs["count_include_pad"] = E.Bool(a["count_include_pad"])
-        y = e.op(ttir_name, [x], (n, oh, ow, c), out.elem, attrs, data_format=out.data_format)
-        return _permute(e, y, NHWC_TO_NCHW)
+        return e.op(ttir_name, ins, shape, out.elem, attrs, data_format=out.data_format)
     return lower
 
 
@@ -140,9 +166,9 @@ def _pool_from_relax(avg):
     return from_relax
 
 
-max_pool2d = defop("max_pool2d", shape=_pool_shape, golden=_max_pool_golden, lower=_pool_lower("ttir.max_pool2d"),
+max_pool2d = defop("max_pool2d", **layout_aware(_pool_shape, _max_pool_golden, _pool_lower("ttir.max_pool2d")),
                    relax=("relax.nn.max_pool2d",), from_relax=_pool_from_relax(False))
-avg_pool2d = defop("avg_pool2d", shape=_pool_shape, golden=_avg_pool_golden, lower=_pool_lower("ttir.avg_pool2d"),
+avg_pool2d = defop("avg_pool2d", **layout_aware(_pool_shape, _avg_pool_golden, _pool_lower("ttir.avg_pool2d")),
                    relax=("relax.nn.avg_pool2d",), from_relax=_pool_from_relax(True))
 
 
@@ -155,18 +181,16 @@ def _global_pool_from_relax(call):
     return relax_tensor_args(call), {}
 
 
-def _global_avg_pool_lower(e, ins, a, out):
+def _global_avg_pool_lower(e, ins, a, shape, out):
     # mean over H and W in NHWC keeps channels innermost, as the device reduces.
-    x = _permute(e, ins[0], NCHW_TO_NHWC)
-    n, c = out.shape[:2]
-    y = e.op("ttir.mean", [x], (n, 1, 1, c), out.elem, {"dim_arg": E.I32List([1, 2]), "keep_dim": E.Bool(True)},
-             data_format=out.data_format)
-    return _permute(e, y, NHWC_TO_NCHW)
+    return e.op("ttir.mean", ins, shape, out.elem, {"dim_arg": E.I32List([1, 2]), "keep_dim": E.Bool(True)},
+                data_format=out.data_format)
 
 
 global_avg_pool2d = defop(
-    "global_avg_pool2d", shape=lambda ins, a: TensorType(ins[0].shape[:2] + (1, 1), ins[0].dtype),
-    golden=lambda ins, a: ins[0].mean(dim=(2, 3), keepdim=True), lower=_global_avg_pool_lower,
+    "global_avg_pool2d",
+    **layout_aware(lambda ins, a: TensorType(ins[0].shape[:2] + (1, 1), ins[0].dtype),
+                   lambda ins, a: ins[0].mean(dim=(2, 3), keepdim=True), _global_avg_pool_lower),
     relax=("relax.nn.adaptive_avg_pool2d",), from_relax=_global_pool_from_relax,
     doc="y[n,c,0,0] = mean_hw x[n,c,h,w]")
 

@@ -14,7 +14,7 @@ import torch
 
 from forge_fe.binary import model as bm
 from forge_fe.errors import RuntimeFailure
-from forge_fe.runtime.kernels import KERNELS
+from forge_fe.runtime.kernels import FACTORIES, FUSIONS, KERNELS
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
                "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
@@ -45,17 +45,55 @@ class DeviceProgram:
         self.slots: list = [None] * len(prog.tensors)
         for idx, value in prog.constants.items():
             self.slots[idx] = to_torch(value).to(self.dtypes[idx])
+        ops = self._fuse(prog.ops)
         # Free each intermediate after its last reader so peak memory stays at the live set.
         last_use = {}
-        for i, op in enumerate(prog.ops):
+        for i, (op, _) in enumerate(ops):
             for t in op.inputs:
                 last_use[t] = i
         keep = set(prog.outputs) | set(prog.constants)
         self.steps = []
-        for i, op in enumerate(prog.ops):
+        for i, (op, fn) in enumerate(ops):
             free = [t for t in op.inputs if last_use.get(t) == i and t not in keep]
             out = op.outputs[0]
-            self.steps.append((KERNELS[op.name], op.inputs, out, op.attrs, self.dtypes[out], free, op))
+            self.steps.append((fn, op.inputs, out, op.attrs, self.dtypes[out], free, op))
+
+    def _fuse(self, ops):
+        """Pair each op with its kernel, replacing chains listed in FUSIONS by one fused op.
+
+        A chain is op -> its output's sole reader -> ...; the fused op runs at the position
+        of the chain's last op, when every input of every member is available."""
+        readers = {}
+        for op in ops:
+            for t in op.inputs:
+                readers[t] = readers.get(t, []) + [op]
+        outputs = set(self.prog.outputs)
+        longest = max((len(k) for k in FUSIONS), default=0)
+        fused_at, member = {}, set()
+        for op in ops:
+            if id(op) in member:
+                continue
+            chain = [op]
+            while len(chain) < longest:
+                out = chain[-1].outputs[0]
+                nxt = readers.get(out, [])
+                if len(nxt) != 1 or out in outputs or nxt[0].inputs.count(out) != 1 or id(nxt[0]) in member:
+                    break   # a member of an earlier chain (e.g. the other conv into a residual add) is taken
+                chain.append(nxt[0])
+            while len(chain) > 1 and tuple(o.name for o in chain) not in FUSIONS:
+                chain.pop()
+            if len(chain) > 1:
+                extra = [t for o in chain[1:] for t in o.inputs if t != chain[chain.index(o) - 1].outputs[0]]
+                fused = bm.Op("+".join(o.name for o in chain), op.inputs + extra, chain[-1].outputs, op.attrs, op.loc)
+                fused_at[id(chain[-1])] = (fused, FUSIONS[tuple(o.name for o in chain)]())
+                member.update(id(o) for o in chain)
+        result = []
+        for op in ops:
+            if id(op) in fused_at:
+                result.append(fused_at[id(op)])
+            elif id(op) not in member:
+                result.append((op, FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]))
+        return result
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         slots = list(self.slots)

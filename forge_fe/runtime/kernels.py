@@ -199,25 +199,82 @@ def _nhwc(y):
     return y.permute(0, 2, 3, 1)
 
 
+def _pad_asymmetric(x, padding, value=0.0):
+    t, l, b, r = padding
+    if (t, l) != (b, r):
+        return F.pad(x, (l, r, t, b), value=value), (0, 0)
+    return x, (t, l)
+
+
 @kernel("ttir.conv2d")
 def _conv2d(ins, a):
-    x, w = _nchw(ins[0]), ins[1]
+    x, pad = _pad_asymmetric(_nchw(ins[0]), a["padding"])
     b = ins[2].reshape(-1) if len(ins) > 2 else None
-    t, l, bo, r = a["padding"]
-    if (t, l) != (bo, r):
-        x = F.pad(x, (l, r, t, bo))
-        t = l = 0
-    return _nhwc(F.conv2d(x, w, b, a["stride"], (t, l), a["dilation"], a["groups"]))
+    return _nhwc(F.conv2d(x, ins[1], b, a["stride"], pad, a["dilation"], a["groups"]))
+
+
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def make_conv2d(post_op: str = "none", add_input: bool = False):
+    """A conv2d kernel instance for one op: oneDNN with its weight reordered once and
+    cached (keyed by the weight tensor object, which const-eval results keep stable),
+    optionally fused with what follows it on the device: `+ other` (residual add, the
+    last input) and/or an elementwise post-op ("relu")."""
+    cache = {}
+
+    def run(ins, a):
+        other = ins[-1] if add_input else None
+        if add_input and other is None:
+            raise RuntimeError("fused conv2d+add is missing its residual operand")
+        conv_ins = ins[:-1] if add_input else ins
+        x, pad = _pad_asymmetric(_nchw(conv_ins[0]), a["padding"])
+        w = conv_ins[1]
+        b = conv_ins[2].reshape(-1) if len(conv_ins) > 2 else None
+        if not _MKLDNN or x.dtype != torch.float32 or (other is not None and other.dtype != torch.float32):
+            y = _nhwc(F.conv2d(x, w, b, a["stride"], pad, a["dilation"], a["groups"]))
+            y = y + other if other is not None else y
+            return torch.relu(y) if post_op == "relu" else y
+        if cache.get("w") is not w or cache.get("shape") != tuple(x.shape):
+            cache["packed"] = torch.ops.mkldnn._reorder_convolution_weight(
+                w, list(pad), list(a["stride"]), list(a["dilation"]), a["groups"], list(x.shape))
+            cache["w"], cache["shape"] = w, tuple(x.shape)
+        x = x.contiguous(memory_format=torch.channels_last)
+        args = (list(pad), list(a["stride"]), list(a["dilation"]), a["groups"])
+        if other is None:
+            y = torch.ops.mkldnn._convolution_pointwise(x, cache["packed"], b, *args, post_op, [], "")
+        else:
+            other = _nchw(other.expand(_nhwc_shape(x, w, a, pad))).contiguous(memory_format=torch.channels_last)
+            y = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, cache["packed"], b, *args, "add", None, None if post_op == "none" else post_op, [], "")
+        return _nhwc(y)
+    return run
+
+
+def _nhwc_shape(x, w, a, pad):
+    n, _, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    oh = (h + 2 * pad[0] - a["dilation"][0] * (kh - 1) - 1) // a["stride"][0] + 1
+    ow = (wd + 2 * pad[1] - a["dilation"][1] * (kw - 1) - 1) // a["stride"][1] + 1
+    return (n, oh, ow, w.shape[0])
+
+
+# Kernels that keep per-op state (prepacked weights) are built per op by a factory.
+FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
+# Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
+# binary op in a chain contributes its other operand as the fused kernel's last input.
+FUSIONS = {
+    ("ttir.conv2d", "ttir.relu"): lambda: make_conv2d("relu"),
+    ("ttir.conv2d", "ttir.add", "ttir.relu"): lambda: make_conv2d("relu", add_input=True),
+    ("ttir.conv2d", "ttir.add"): lambda: make_conv2d("none", add_input=True),
+}
 
 
 @kernel("ttir.max_pool2d")
 def _max_pool2d(ins, a):
     x = _nchw(ins[0])
-    t, l, b, r = a["padding"]
-    if (t, l) != (b, r):
-        x = F.pad(x, (l, r, t, b), value=float("-inf"))
-        t = l = 0
-    return _nhwc(F.max_pool2d(x, a["kernel"], a["stride"], (t, l), a["dilation"], ceil_mode=a["ceil_mode"]))
+    x, pad = _pad_asymmetric(x, a["padding"], float("-inf"))
+    return _nhwc(F.max_pool2d(x, a["kernel"], a["stride"], pad, a["dilation"], ceil_mode=a["ceil_mode"]))
 
 
 @kernel("ttir.avg_pool2d")
