@@ -2,7 +2,7 @@
 
 Parameters and constants become function arguments tagged
 `#ttcore.argument_type<parameter|constant>` whose values travel in the binary;
-graph inputs (activations and const-eval results) are `<input>` arguments.
+activations are `<input>` arguments and const-eval results `<constant>` ones.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def lower_graph(graph: Graph, func_name: str, private: bool = False):
     e = Emitter(func_name)
     vals = {}
     for n in graph.inputs:
-        vals[n] = e.argument(n.name, n.shape, element_type(n.dtype, n.df), "input", n.df.name)
+        kind = "constant" if n.meta.get("consteval") else "input"   # const-eval results are load-time constants
+        vals[n] = e.argument(n.name, n.shape, element_type(n.dtype, n.df), kind, n.df.name)
     for n in graph.nodes:
         if n.kind == INPUT:
             continue
