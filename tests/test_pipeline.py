@@ -219,3 +219,29 @@ def test_training_is_refused_clearly(cnn):
     model, ins = cnn
     with pytest.raises(ForgeError, match=r"\[forge_fe:autograd\] training is not supported yet"):
         forge_fe.compile(model, ins, training=True)
+
+
+def test_malformed_onnx_is_a_frontend_error(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.graph.node[0].input[0] = "missing"          # dangling edge: the checker rejects it
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(FrontendError, match=r"\[forge_fe:import\]"):
+        forge_fe.compile(str(path), [np.zeros(2, np.float32)])
+    with pytest.raises(FrontendError, match="does not exist"):
+        forge_fe.compile(str(tmp_path / "nope.onnx"), [np.zeros(2, np.float32)])
+
+
+def test_ops_neither_side_can_run_are_all_reported(cnn, monkeypatch):
+    """If the host could not run an op either, compile stops at partition listing every such op."""
+    from tvm_ext import partition
+    monkeypatch.setattr(partition, "_cpu_can_run", lambda call: False)
+    model, ins = cnn
+    with pytest.raises(ForgeError, match=r"\[forge_fe:partition\] ops that neither the device nor the CPU") as err:
+        forge_fe.compile(model, ins, compiler_cfg=CompilerConfig(cpu_fallback_ops={"softmax", "relu"}))
+    assert "relax.nn.softmax" in str(err.value) and "relax.nn.relu" in str(err.value)
