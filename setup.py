@@ -13,13 +13,16 @@ CORE = [
     # The emulated device's kernels are torch CPU kernels (docs/kernels.md).
     "torch==2.13.0",
 ]
+JAX = ["jax==0.10.2", "jaxlib==0.10.2"]   # jaxlib's MLIR bindings parse our TTIR (checked with 0.10.2)
 EXTRAS = {
     "torch": ["transformers>=4.50"],
-    "onnx": ["onnx>=1.17", "onnxruntime>=1.20"],
+    "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
     "tf": ["tensorflow-cpu>=2.16"],
-    "jax": ["jax>=0.6", "jaxlib>=0.6", "flax>=0.10"],
-    "test": ["pytest>=8", "jax>=0.6", "jaxlib>=0.6", "transformers>=4.50", "onnx>=1.17", "onnxruntime>=1.20"],
+    "jax": JAX + ["flax>=0.12"],
+    "test": ["pytest>=8"] + JAX,
 }
+# "all" is every frontend that exists today; TensorFlow joins when its frontend lands (a 600 MB
+# download would otherwise buy nothing).
 EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "jax") for p in EXTRAS[k]})
 
 setup(

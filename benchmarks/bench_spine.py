@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 import forge_fe

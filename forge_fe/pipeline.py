@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from forge_fe import codegen, structure
+from forge_fe import codegen
 from forge_fe.binary import model as bm
 from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import CompileError, ForgeError
@@ -20,7 +20,6 @@ from forge_fe.graph.graph import Graph
 from forge_fe.passes import consteval, layout, post_initial, pre_lowering
 from forge_fe.ttir.emitter import module_text
 from forge_fe.ttir.lower import lower_graph
-from forge_fe.version import __version__
 
 
 @dataclass
@@ -104,17 +103,13 @@ def stage_generate_forge_module(ctx):
     values = {imp.weight_names.get(k, k): v for k, v in imp.params.items()}
     stem = f"{codegen.py_ident(ctx.name)}_forge_module"
     ctx.generated = codegen.generate(ctx.name, device, by_var, values, stem, imp.sources)
-    ctx.dump(f"04_{stem}.py", ctx.generated.source)
+    # Not numbered like the other artifacts: the .py finds its weights by this file stem.
+    ctx.dump(f"{stem}.py", ctx.generated.source)
     if ctx.cfg.dump_dir:
         from safetensors.numpy import save_file
-        os.makedirs(ctx.cfg.dump_dir, exist_ok=True)
         path = os.path.join(ctx.cfg.dump_dir, f"{stem}.safetensors")
         save_file(ctx.generated.weights, path)
         ctx.artifacts[f"{stem}.safetensors"] = path
-        # The .py refers to its weights by this name; keep a copy under the numbered file's stem too.
-        os.replace(ctx.artifacts[f"04_{stem}.py"], os.path.join(ctx.cfg.dump_dir, f"{stem}.py"))
-        ctx.artifacts[f"{stem}.py"] = os.path.join(ctx.cfg.dump_dir, f"{stem}.py")
-        del ctx.artifacts[f"04_{stem}.py"]
     # The pipeline runs the generated code itself, so the artifact is what gets compiled.
     gen = codegen.load_source(ctx.generated.source, stem)
     for seg, cls in zip(device, ctx.generated.classes):

@@ -94,7 +94,7 @@ def test_lowering_matches_golden(name, rng):
     equalize_ranks(g)
     g.toposort()
     prog, text = lower_graph(g, "main")
-    assert f'"ttir.' in text
+    assert '"ttir.' in text
     got = DeviceProgram(prog).run([torch.from_numpy(v) for v in values])[0]
     want = op.golden([torch.from_numpy(v) for v in values], attrs)
     assert tuple(got.shape) == tuple(want.shape) == g.outputs[0].shape

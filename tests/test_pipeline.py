@@ -1,5 +1,4 @@
 """The spine end to end on small PyTorch models: stages, dumps, fallback, errors, binary, generated module."""
-import json
 import os
 import subprocess
 import sys

@@ -3,7 +3,6 @@ unregistered dialects allowed), and uses tt-mlir's current op and attribute spel
 import re
 
 import pytest
-import torch
 
 import forge_fe
 from forge_fe import zoo

@@ -237,11 +237,19 @@ def _segment_function(s: Segment) -> relax.Function:
 
 
 def _partitioned_module(part: Partition) -> tvm.IRModule:
-    """IRModule with one function per segment and a `main` calling them (the partition artifact)."""
-    mod = tvm.IRModule()
-    gvars = {}
-    for s in part.segments:
-        gv = relax.GlobalVar(s.name)
-        mod[gv] = s.func
-        gvars[s.name] = gv
-    return mod
+    """The partition artifact: one function per segment and a `main` that calls them in order."""
+    bb = relax.BlockBuilder()
+    params = [relax.Var(p.name, p.ty) for p in part.main_params]
+    env = dict(zip(part.main_params, params))
+    with bb.function("main", params):
+        for s in part.segments:
+            gv = bb.add_func(s.func, s.name)
+            out = bb.emit(relax.Call(gv, [env[v] for v in s.inputs]), name_hint=s.name)
+            if len(s.outputs) == 1:
+                env[s.outputs[0]] = out
+            else:
+                for k, v in enumerate(s.outputs):
+                    env[v] = bb.emit(relax.TupleGetItem(out, k), name_hint=v.name)
+        rets = [env.get(o, o) for o in part.main_outputs]
+        bb.emit_func_output(rets[0] if len(rets) == 1 else relax.Tuple(rets))
+    return bb.get()

@@ -18,7 +18,7 @@ Registries are dicts keyed by the OpDef object; names are derived from it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -139,13 +139,3 @@ def static_shape(ty) -> tuple[int, ...]:
         return tuple(int(d) for d in ty.shape.values)
     except (TypeError, AttributeError):
         raise NotOnDevice("result has a symbolic shape")
-
-
-@dataclass
-class Registry:
-    """Read-only view used by tests and docs: every op and which rules it has."""
-    ops: dict = field(default_factory=lambda: OPS)
-
-    def rules(self, op: OpDef) -> dict[str, bool]:
-        return {r: getattr(op, r) is not None for r in ("shape", "golden", "lower", "from_relax",
-                                                          "decompose", "backward")}

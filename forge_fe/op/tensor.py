@@ -1,7 +1,6 @@
 """Data-movement ops: reshape, permute, concat, slice, broadcast, take (gather/embedding), repeat."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from forge_fe.op.registry import (NotOnDevice, TensorType, defop, ints, norm_axis, relax_tensor_args,

@@ -6,7 +6,7 @@ Training must never fold trainable parameters: pass `frozen_only=True` there.
 """
 from __future__ import annotations
 
-from forge_fe.graph.graph import CONSTANT, OP, PARAMETER, Graph, Node
+from forge_fe.graph.graph import OP, PARAMETER, Graph, Node
 from forge_fe.passes.post_initial import const_derived
 
 
@@ -21,19 +21,14 @@ def split_consteval(graph: Graph, frozen_only: bool = False) -> Graph | None:
     boundary = [n for n in graph.nodes if n in folded and
                 (n in graph.outputs or any(u not in folded for u in users[n]))]
     ce = Graph(f"{graph.name}_const_eval")
-    moved = {}
-    for n in graph.nodes:
-        if n in folded or (n.is_const and users[n] and all(u in folded for u in users[n])):
-            moved[n] = n
-    # Rebuild the moved nodes inside the const-eval graph, in order.
     clones: dict[Node, Node] = {}
-    for n in graph.nodes:
-        if n not in moved and not (n.is_const and any(u in folded for u in users[n])):
-            continue
-        if n.is_const:
+    for n in graph.nodes:   # topological order: inputs are cloned before their users
+        if n in folded:
+            c = ce.add_op(n.op, n.name, [clones[i] for i in n.inputs], n.attrs, meta=n.meta)
+        elif n.is_const and any(u in folded for u in users[n]):
             c = ce.add_const(n.name, n.value, kind=n.kind, meta=n.meta)
         else:
-            c = ce.add_op(n.op, n.name, [clones[i] for i in n.inputs], n.attrs, meta=n.meta)
+            continue
         c.df = n.df
         clones[n] = c
     ce.outputs = [clones[n] for n in boundary]
@@ -60,5 +55,3 @@ def _reaches_parameter(n: Node) -> bool:
         stack.extend(x.inputs)
     return False
 
-
-__all__ = ["split_consteval", "CONSTANT"]

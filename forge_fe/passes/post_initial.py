@@ -4,8 +4,6 @@ Each pass is `fn(graph) -> int` (number of rewrites), small and testable alone.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from forge_fe.graph.graph import OP, Graph, Node
 from forge_fe.op import OPS
 
@@ -139,6 +137,3 @@ def apply_data_formats(graph: Graph, default_df) -> int:
             count += 1
     return count
 
-
-def const_value(n: Node) -> np.ndarray | None:
-    return n.value if n.is_const else None

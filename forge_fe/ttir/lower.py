@@ -19,7 +19,7 @@ _NP = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "int32": np.int32}
 
 def to_device_array(value: np.ndarray, dtype: str, df=None) -> np.ndarray:
     """A constant as the device stores it (int64 -> int32, bool -> bf16 0/1, ...)."""
-    return np.asarray(np.asarray(value).astype(_NP[device_dtype(dtype, df)]), order="C")
+    return np.asarray(np.asarray(value).astype(_NP[device_dtype(dtype, df)], copy=False), order="C")
 
 
 def lower_graph(graph: Graph, func_name: str, private: bool = False):

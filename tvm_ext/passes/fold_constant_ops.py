@@ -1,0 +1,118 @@
+"""FoldConstantOps: evaluate Relax calls whose inputs are all constants with the Forge op's golden rule.
+
+TVM's FoldConstant legalizes and builds each such call through LLVM (tens of
+milliseconds per op); masks and position ids in a BERT have dozens of them. The
+op registry already holds a reference implementation of every device op, so we
+evaluate with it; whatever it doesn't cover is left for TVM's FoldConstant.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from forge_fe.op import RELAX_TO_OP, NotOnDevice
+
+
+def _is_const(a) -> bool:
+    return isinstance(a, tvm.ir.expr.Constant)
+
+
+def _resolve(arg, lookup):
+    """The constant an argument is, directly or through a variable bound to one; else None."""
+    if _is_const(arg):
+        return arg
+    bound = lookup(arg) if isinstance(arg, relax.Var) else None
+    return bound if _is_const(bound) else None
+
+
+def _const_args(call, lookup) -> bool:
+    """Every tensor argument is a constant (and there is at least one)."""
+    tensors = [a for a in call.args if isinstance(a.ty, relax.TensorType)]
+    return bool(tensors) and all(_resolve(a, lookup) is not None for a in tensors)
+
+
+# Ops with no Forge op that exporters still apply to constants (position ids, masks).
+HOST_EVAL = {
+    "relax.gather_elements": lambda args, call: np.take_along_axis(args[0], args[1], axis=int(call.attrs.axis)),
+}
+
+
+def fold_value(call, lookup) -> np.ndarray | None:
+    """The value of `call` if all its tensor inputs are constants and a Forge op can evaluate it."""
+    if not isinstance(call.op, tvm.ir.Op) or not isinstance(call.ty, relax.TensorType):
+        return None
+    host = HOST_EVAL.get(call.op.name)
+    if host is not None:
+        consts = [_resolve(a, lookup) for a in call.args if isinstance(a.ty, relax.TensorType)]
+        return np.asarray(host([c.value.numpy() for c in consts], call)).astype(str(call.ty.dtype))
+    op = RELAX_TO_OP.get(call.op.name)
+    if op is None:
+        return None
+    try:
+        args, attrs = op.from_relax(call)
+    except NotOnDevice:
+        return None
+    consts = [_resolve(a, lookup) for a in args]
+    if "result_index" in attrs or any(c is None for c in consts):
+        return None
+    value = op.golden([torch.from_numpy(np.array(c.value.numpy())) for c in consts], attrs).numpy()
+    want = str(call.ty.dtype)
+    return value.astype(want) if str(value.dtype) != want else value
+
+
+@mutator
+class _Folder(PyExprMutator):
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.mod = mod
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not isinstance(call.op, tvm.ir.Op):
+            return call
+        if _const_args(call, self.lookup_binding):
+            value = fold_value(call, self.lookup_binding)
+            if value is not None:
+                return relax.const(value, str(value.dtype))
+        return call
+
+    def run(self):
+        for gv, func in self.mod.functions.items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gv, self.visit_expr(func))
+        return self.builder_.get()
+
+
+@tvm.transform.module_pass(opt_level=0, name="FoldConstantOps")
+class FoldConstantOps:
+    def transform_module(self, mod, ctx):
+        return _Folder(mod).run()
+
+
+def has_constant_calls(mod) -> bool:
+    """Is any op call fed only by constants (directly or through a variable bound to one)?"""
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        bound = relax.analysis.get_var2val(func)
+        found = []
+
+        def visit(e):
+            if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op) and _const_args(e, bound.get):
+                found.append(e)
+
+        relax.analysis.post_order_visit(func, visit)
+        if found:
+            return True
+    return False
+
+
+@tvm.transform.module_pass(opt_level=0, name="FoldRemainingConstants")
+class FoldRemainingConstants:
+    """TVM's FoldConstant, run only if constant calls are left: it costs seconds even with nothing to do."""
+
+    def transform_module(self, mod, ctx):
+        return relax.transform.FoldConstant()(mod) if has_constant_calls(mod) else mod
