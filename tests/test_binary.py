@@ -66,6 +66,7 @@ def make_binary(seed: int = 0) -> Binary:
         output_structure='{"type": "tuple", "items": [0, 1]}',
         debug={"ttir.mlir": "module {\n  func.func @forward() { } // µ-ops ✓\n}\n", "empty": ""},
         model_name="tiny_mlp",
+        compute_config={"math_fidelity": "LoFi", "fp32_dest_acc_en": False},
     )
 
 
@@ -183,7 +184,7 @@ def test_describe_is_json(written):
     from_binary = ttb.describe(make_binary())
     from_file = ttb.describe(written)
     json.dumps(from_binary), json.dumps(from_file)
-    assert from_file["format_version"] == "1.0"
+    assert from_file["format_version"] == ".".join(map(str, ttb_io.FORMAT_VERSION))
     assert from_file["checksum"].startswith("sha256:")
     assert from_file["file_bytes"] == written.stat().st_size
     assert [p["name"] for p in from_file["programs"]] == ["forward", "consteval_0"]

@@ -44,7 +44,7 @@ from .model import Binary, CpuSegment, Op, Program, Step, SystemDesc, TensorDesc
 
 # Major: bump on any change old readers cannot read (they refuse the file).
 # Minor: bump when only adding fields (old readers accept and ignore them).
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 FILE_IDENTIFIER = b"FFTB"
 CONST_ALIGNMENT = 16
 
@@ -252,6 +252,7 @@ class _Writer:
         debug_v = self.offsets(debug)
         system = self.system(m.system)
         name, structure = self.string(m.model_name), self.string(m.output_structure)
+        compute = self.string(json.dumps(m.compute_config, default=_json_default))
         fbModel.Start(self.b)
         fbModel.AddModelName(self.b, name)
         fbModel.AddSystem(self.b, system)
@@ -263,6 +264,7 @@ class _Writer:
         fbModel.AddConstants(self.b, consts_v)
         fbModel.AddOutputStructure(self.b, structure)
         fbModel.AddDebug(self.b, debug_v)
+        fbModel.AddComputeConfig(self.b, compute)
         return fbModel.End(self.b)
 
 
@@ -445,6 +447,7 @@ def _read_model(m, compiler_version: str, source: str) -> Binary:
         output_structure=_s(m.OutputStructure()),
         debug={_s(e.Key()): _s(e.Value()) for e in _items(m, "Debug")},
         model_name=_s(m.ModelName()),
+        compute_config=json.loads(_s(m.ComputeConfig()) or "{}"),
     )
 
 

@@ -91,3 +91,5 @@ class Binary:
     output_structure: str = ""      # JSON describing how flat outputs nest (see forge_fe.structure)
     debug: dict[str, str] = field(default_factory=dict)  # artifact name -> text (e.g. "ttir.mlir")
     model_name: str = "model"
+    # How the device computes: {"math_fidelity": "HiFi4", "fp32_dest_acc_en": true}
+    compute_config: dict = field(default_factory=dict)

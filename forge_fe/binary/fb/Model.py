@@ -223,8 +223,15 @@ class Model(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
         return o == 0
 
+    # Model
+    def ComputeConfig(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ModelStart(builder):
-    builder.StartObject(10)
+    builder.StartObject(11)
 
 def Start(builder):
     ModelStart(builder)
@@ -330,6 +337,12 @@ def ModelStartDebugVector(builder, numElems):
 
 def StartDebugVector(builder, numElems):
     return ModelStartDebugVector(builder, numElems)
+
+def ModelAddComputeConfig(builder, computeConfig):
+    builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(computeConfig), 0)
+
+def AddComputeConfig(builder, computeConfig):
+    ModelAddComputeConfig(builder, computeConfig)
 
 def ModelEnd(builder):
     return builder.EndObject()
