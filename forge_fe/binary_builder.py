@@ -134,4 +134,6 @@ def build_binary(ctx) -> bm.Binary:
     return bm.Binary(compiler_version=f"forge_fe {__version__} (tvm {tvm.__version__})", system=system,
                      programs=programs, cpu_segments=cpu_segments, plan=plan, inputs=inputs, outputs=outputs,
                      constants={k: np.asarray(v, order="C") for k, v in constants.items()},
-                     output_structure=structure.dumps(meta), debug=debug, model_name=ctx.name)
+                     output_structure=structure.dumps(meta), debug=debug, model_name=ctx.name,
+                     compute_config={"math_fidelity": ctx.cfg.math_fidelity.name,
+                                     "fp32_dest_acc_en": bool(ctx.cfg.fp32_dest_acc_en)})

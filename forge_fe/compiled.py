@@ -93,7 +93,8 @@ def load(path: str) -> CompiledModel:
     import json
     b = binio.read(path)
     placement = json.loads(b.debug.get("placement.json", "[]"))
-    report = CompileReport(b.model_name, "binary", placement=placement,
+    perf = json.loads(b.debug.get("perf.json", "{}"))
+    report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan])
     return CompiledModel(b, report)

@@ -50,6 +50,10 @@ class CompilerConfig:
     default_df_override: DataFormat | None = None
     math_fidelity: MathFidelity = MathFidelity.HiFi4
     fp32_dest_acc_en: bool = True
+    # Per-tensor data formats, most specific first: a node name ("layer1_0_conv1_conv2d"),
+    # an op type ("softmax", "matmul"), or "weights" (parameters, constants and what
+    # const-eval computes from them). Unlisted float tensors use default_df_override.
+    df_overrides: dict = field(default_factory=dict)
     cpu_fallback_ops: set[str] = field(default_factory=set)
     enable_consteval: bool = True
     dump_dir: str | None = None
@@ -58,5 +62,10 @@ class CompilerConfig:
     def __post_init__(self):
         # Accept forgiving spellings but keep one canonical form.
         self.cpu_fallback_ops = {op.lower() for op in self.cpu_fallback_ops}
+        self.df_overrides = {k: v if isinstance(v, DataFormat) else DataFormat[v] for k, v in self.df_overrides.items()}
+        if isinstance(self.default_df_override, str):
+            self.default_df_override = DataFormat[self.default_df_override]
+        if isinstance(self.math_fidelity, str):
+            self.math_fidelity = MathFidelity[self.math_fidelity]
         if not isinstance(self.compile_depth, CompileDepth):
             self.compile_depth = CompileDepth[str(self.compile_depth).upper()]

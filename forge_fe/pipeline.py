@@ -49,6 +49,7 @@ class CompileContext:
     binary: bm.Binary | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stopped_after: str | None = None
+    perf: dict = field(default_factory=dict)     # performance-model summary (forge_fe.perf_model)
     artifacts: dict[str, str] = field(default_factory=dict)   # artifact name -> path
 
     def dump(self, name: str, data):
@@ -136,7 +137,7 @@ def stage_post_initial_graph(ctx):
         post_initial.remove_noops(g)
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
-        post_initial.apply_data_formats(g, ctx.cfg.default_df_override)
+        post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)
     _dump_graphs(ctx, "06_post_initial_graph.txt")
 
 
@@ -193,8 +194,17 @@ def stage_lower_to_ttir(ctx):
 
 
 def stage_binary(ctx):
+    import json
+    from forge_fe import perf_model
     from forge_fe.binary_builder import build_binary
     ctx.binary = build_binary(ctx)
+    # The performance model's estimate for the programs that run per call (not const-eval).
+    estimates = []
+    for prog in ctx.binary.programs:
+        if not prog.private:
+            estimates += perf_model.estimate_program(prog, ctx.binary.system, ctx.cfg.math_fidelity)
+    ctx.perf = perf_model.summarize(estimates, ctx.binary.system)
+    ctx.binary.debug["perf.json"] = json.dumps(ctx.perf)
     if ctx.cfg.dump_dir:
         from forge_fe import binary as binio
         os.makedirs(ctx.cfg.dump_dir, exist_ok=True)

@@ -30,11 +30,12 @@ class CompileReport:
     stopped_after: str | None = None
     segments: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    perf: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"model": self.model_name, "framework": self.framework, "placement": self.placement,
-                "timings_s": self.timings, "stopped_after": self.stopped_after, "segments": self.segments,
-                "artifacts": self.artifacts}
+                "perf": self.perf, "timings_s": self.timings, "stopped_after": self.stopped_after,
+                "segments": self.segments, "artifacts": self.artifacts}
 
     def summary(self) -> str:
         c = Counter(r["where"] for r in self.placement)
@@ -45,6 +46,12 @@ class CompileReport:
                  f"  segments: {' -> '.join(self.segments) if self.segments else '-'}",
                  f"  compile time: {sum(self.timings.values()):.2f} s  ("
                  + ", ".join(f"{k} {v:.2f}" for k, v in self.timings.items()) + ")"]
+        if self.perf:
+            p = self.perf
+            lines.append(f"  estimated device latency ({p['arch']}): {p['estimated_latency_s'] * 1e3:.3f} ms "
+                         f"(roofline {p['roofline_latency_s'] * 1e3:.3f} ms, utilization "
+                         f"{100 * p['utilization']:.0f}%; {p['compute_bound_ops']} ops compute-bound, "
+                         f"{p['memory_bound_ops']} memory-bound)")
         cpu = [r for r in self.placement if r["where"] == "cpu"]
         if cpu:
             lines.append("  on CPU:")

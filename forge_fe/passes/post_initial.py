@@ -126,14 +126,27 @@ def fuse_linear(graph: Graph) -> int:
     return count
 
 
-def apply_data_formats(graph: Graph, default_df) -> int:
-    """Give every floating-point op result the configured device data format."""
-    if default_df is None:
+def apply_data_formats(graph: Graph, default_df=None, overrides: dict | None = None) -> int:
+    """Give every floating-point tensor its device data format.
+
+    Lookup order: the node's name, then its op type, then "weights" for parameters,
+    constants and anything computed from them alone, then `default_df`. Integer and
+    boolean tensors keep their own formats."""
+    overrides = overrides or {}
+    if default_df is None and not overrides:
         return 0
+    weights = const_derived(graph)
     count = 0
     for n in graph.nodes:
-        if n.dtype.startswith("float") and (n.kind == OP or n.is_const):
-            n.df = default_df
+        if not n.dtype.startswith("float"):
+            continue
+        df = overrides.get(n.name)
+        if df is None and n.op is not None:
+            df = overrides.get(n.op.name)
+        if df is None and n in weights:
+            df = overrides.get("weights")
+        df = df or default_df
+        if df is not None:
+            n.df = df
             count += 1
     return count
-

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from forge_fe.binary import model as bm
 from forge_fe.errors import RuntimeFailure
-from forge_fe.runtime.kernels import FACTORIES, FUSIONS, KERNELS
+from forge_fe import numerics
+from forge_fe.config import DataFormat, MathFidelity
+from forge_fe.runtime.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, KERNELS, make_fidelity_kernel
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
                "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
@@ -32,19 +35,49 @@ def to_torch(x) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, order="C"))
 
 
-class DeviceProgram:
-    """A device program prepared for repeated execution."""
+class KernelStep(NamedTuple):
+    """One executable step: kernel, operand slots, result slot, and what to do with the result."""
+    fn: object
+    inputs: list
+    out: int
+    attrs: dict
+    dtype: torch.dtype
+    fmt: object          # DataFormat to quantize the result to, or None
+    free: list           # slots whose last reader this is
+    op: bm.Op
 
-    def __init__(self, prog: bm.Program):
+
+def _format(desc: bm.TensorDesc):
+    """The data format a tensor must be quantized to on the device, or None if nothing to do."""
+    if desc.data_format in ("", "Float32") or desc.dtype not in ("float32", "bfloat16"):
+        return None
+    return DataFormat[desc.data_format]
+
+
+class DeviceProgram:
+    """A device program prepared for repeated execution.
+
+    Numerics: floating-point tensors are held as float32 that carry exactly the values
+    their data format can represent (each op's result is quantized to its tensor's
+    format); matmul/linear/conv on low-precision operands below HiFi4, or without fp32
+    accumulation, run through forge_fe.numerics' fidelity emulation."""
+
+    def __init__(self, prog: bm.Program, compute: dict | None = None):
         self.prog = prog
+        compute = compute or {}
+        self.fidelity = MathFidelity[compute.get("math_fidelity", "HiFi4")]
+        self.fp32_acc = bool(compute.get("fp32_dest_acc_en", True))
         missing = sorted({op.name for op in prog.ops if op.name not in KERNELS})
         if missing:
             raise RuntimeFailure(f"program '{prog.name}' uses ops the emulated device does not implement: "
                                  f"{', '.join(missing)}", "the binary was made by a newer forge_fe; recompile")
-        self.dtypes = [TORCH_DTYPE[t.dtype] for t in prog.tensors]
+        self.dtypes = [torch.float32 if t.dtype in ("float32", "bfloat16") else TORCH_DTYPE[t.dtype]
+                       for t in prog.tensors]
+        self.formats = [_format(t) for t in prog.tensors]
+        self._stored_inputs: dict = {}
         self.slots: list = [None] * len(prog.tensors)
         for idx, value in prog.constants.items():
-            self.slots[idx] = to_torch(value).to(self.dtypes[idx])
+            self.slots[idx] = self._store(to_torch(value), idx)
         ops = self._fuse(prog.ops)
         # Free each intermediate after its last reader so peak memory stays at the live set.
         last_use = {}
@@ -56,7 +89,18 @@ class DeviceProgram:
         for i, (op, fn) in enumerate(ops):
             free = [t for t in op.inputs if last_use.get(t) == i and t not in keep]
             out = op.outputs[0]
-            self.steps.append((fn, op.inputs, out, op.attrs, self.dtypes[out], free, op))
+            self.steps.append(KernelStep(fn, op.inputs, out, op.attrs, self.dtypes[out], self.formats[out], free, op))
+
+    def _store(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        x = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
+        fmt = self.formats[idx]
+        return numerics.quantize(x, fmt) if fmt is not None else x
+
+    def _low_precision(self, op) -> bool:
+        """Does this op's math depend on fidelity/accumulation (reduced-precision operands)?"""
+        if op.name not in FIDELITY_OPS or (self.fidelity == MathFidelity.HiFi4 and self.fp32_acc):
+            return False
+        return any(self.formats[t] is not None for t in op.inputs[:2])
 
     def _fuse(self, ops):
         """Pair each op with its kernel, replacing chains listed in FUSIONS by one fused op.
@@ -80,6 +124,8 @@ class DeviceProgram:
                 if len(nxt) != 1 or out in outputs or nxt[0].inputs.count(out) != 1 or id(nxt[0]) in member:
                     break   # a member of an earlier chain (e.g. the other conv into a residual add) is taken
                 chain.append(nxt[0])
+            if self._low_precision(op):
+                chain = [op]      # fidelity emulation runs op by op
             while len(chain) > 1 and tuple(o.name for o in chain) not in FUSIONS:
                 chain.pop()
             if len(chain) > 1:
@@ -92,23 +138,37 @@ class DeviceProgram:
             if id(op) in fused_at:
                 result.append(fused_at[id(op)])
             elif id(op) not in member:
-                result.append((op, FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]))
+                result.append((op, self._kernel(op)))
         return result
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         slots = list(self.slots)
         for idx, x in zip(self.prog.inputs, inputs):
-            slots[idx] = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
-        for fn, ins, out, attrs, dtype, free, op in self.steps:
+            # Const-eval results arrive as the same tensor every call: quantize them once.
+            seen = self._stored_inputs.get(idx)
+            if seen is not None and seen[0] is x:
+                slots[idx] = seen[1]
+            else:
+                slots[idx] = self._store(x, idx)
+                self._stored_inputs[idx] = (x, slots[idx])
+        for fn, ins, out, attrs, dtype, fmt, free, op in self.steps:
             try:
                 y = fn([slots[i] for i in ins], attrs)
             except Exception as exc:
                 raise RuntimeFailure(f"device op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
                                      f"failed: {exc}") from exc
-            slots[out] = y if y.dtype == dtype else y.to(dtype)
+            if y.dtype != dtype:
+                y = y.to(dtype)
+            slots[out] = numerics.quantize(y, fmt) if fmt is not None else y
             for t in free:
                 slots[t] = None
         return [slots[i] for i in self.prog.outputs]
+
+
+    def _kernel(self, op):
+        if self._low_precision(op):
+            return make_fidelity_kernel(op.name, self.fidelity, self.fp32_acc)
+        return FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]
 
 
 class CpuSegment:
@@ -142,7 +202,7 @@ class CpuSegment:
 class Executor:
     def __init__(self, binary: bm.Binary):
         self.binary = binary
-        self.programs = [DeviceProgram(p) for p in binary.programs]
+        self.programs = [DeviceProgram(p, binary.compute_config) for p in binary.programs]
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
         self.constants = {k: to_torch(v) for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs

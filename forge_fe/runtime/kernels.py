@@ -259,6 +259,44 @@ def _nhwc_shape(x, w, a, pad):
     return (n, oh, ow, w.shape[0])
 
 
+# ---- math fidelity ------------------------------------------------------------------
+
+FIDELITY_OPS = {"ttir.matmul", "ttir.linear", "ttir.conv2d"}
+
+
+def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
+    """matmul / linear / conv2d as the matrix engine computes them at `fidelity`: the sum of
+    the mantissa-slice partial products that fidelity includes (forge_fe.numerics), with the
+    result rounded to bf16 when fp32 accumulation is off. Operands arrive already quantized
+    to their data formats."""
+    from forge_fe import numerics
+
+    def products(x, w, conv_args=None):
+        total = None
+        for a, b in numerics.fidelity_terms(x, w, fidelity):
+            y = F.conv2d(a, b, None, *conv_args) if conv_args else torch.matmul(a, b)
+            total = y if total is None else total + y
+        return total
+
+    def finish(y):
+        return y if fp32_acc else numerics.round_bf16(y)
+
+    if name == "ttir.conv2d":
+        def conv(ins, a):
+            x, pad = _pad_asymmetric(_nchw(ins[0]), a["padding"])
+            y = products(x, ins[1], (a["stride"], pad, a["dilation"], a["groups"]))
+            if len(ins) > 2:
+                y = y + ins[2].reshape(1, -1, 1, 1)
+            return _nhwc(finish(y))
+        return conv
+
+    def mm(ins, a):
+        x, y = _mm(ins, a)
+        out = products(x, y)
+        return finish(out + ins[2] if len(ins) > 2 else out)
+    return mm
+
+
 # Kernels that keep per-op state (prepacked weights) are built per op by a factory.
 FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
 # Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A

@@ -1,0 +1,260 @@
+"""The roofline performance model (forge_fe.perf_model) on small hand-built programs."""
+import math
+
+import pytest
+import torch
+
+from forge_fe import perf_model as pm
+from forge_fe.binary import model as bm
+from forge_fe.binary_builder import ARCHS
+from forge_fe.config import MathFidelity
+from forge_fe.runtime.kernels import KERNELS
+
+WH, BH = ARCHS["wormhole_b0"], ARCHS["blackhole"]
+BF16 = ("bfloat16", "Float16_b")
+FP32 = ("float32", "Float32")
+
+
+def tensor(shape, kind=BF16, name="t"):
+    return bm.TensorDesc(name, tuple(shape), kind[0], kind[1])
+
+
+def one_op(name, ins, out, attrs=None):
+    """A program with one op: `ins` (TensorDescs) -> `out`."""
+    ts = list(ins) + [out]
+    n = len(ins)
+    return bm.Program("p", ts, list(range(n)), [n], [bm.Op(name, list(range(n)), [n], attrs or {}, "op0")])
+
+
+def estimate(prog, system=WH, fidelity=MathFidelity.HiFi4):
+    return pm.estimate_program(prog, system, fidelity)
+
+
+def matmul(m, k, n, a=BF16, b=BF16, out=BF16):
+    return one_op("ttir.matmul", [tensor((m, k), a), tensor((k, n), b)], tensor((m, n), out),
+                  {"transpose_a": False, "transpose_b": False})
+
+
+def add(shape, kind=BF16):
+    return one_op("ttir.add", [tensor(shape, kind), tensor(shape, kind)], tensor(shape, kind))
+
+
+def test_bytes_per_element():
+    assert pm.bytes_per_element("Float32", "float32") == 4
+    assert pm.bytes_per_element("Float16_b", "bfloat16") == 2
+    assert pm.bytes_per_element("Bfp8_b", "bfloat16") == (1024 + 64) / 1024
+    assert pm.bytes_per_element("Bfp4_b", "bfloat16") == (512 + 64) / 1024
+    assert pm.bytes_per_element("Float32", "int32") == 4
+    assert pm.bytes_per_element("Float32", "bfloat16") == 2     # a bf16 tensor under the default format
+    with pytest.raises(ValueError, match="unknown data format"):
+        pm.bytes_per_element("Float8", "float32")
+
+
+def test_matmul_1024_cube_from_first_principles():
+    (e,) = estimate(matmul(1024, 1024, 1024))
+    tile_matmuls = 32 ** 3                              # (1024/32)^3
+    cycles = tile_matmuls * 64                          # HiFi4: 4 phases x 16 cycles
+    dram = 3 * 1024 * 1024 * 2                          # A, B read + C written, bf16
+    assert e.flops == 2 * 1024 ** 3
+    assert e.compute_cycles == cycles
+    assert e.cores == 64                                # 8x8 grid, 1024 output tiles
+    assert e.dram_bytes == dram
+    assert e.time_s == pytest.approx(max(dram / 288e9, cycles / (64 * 1e9)) / 0.7)
+    assert e.roofline_s == pytest.approx(max(dram / 288e9, cycles / (64 * 1e9)))
+    assert e.bound == "compute" and e.rule == "matmul"
+
+
+def test_fidelity_scales_compute_exactly():
+    prog = matmul(4096, 4096, 4096)                     # compute bound even at LoFi
+    hifi4, hifi2, lofi = (estimate(prog, fidelity=f)[0]
+                          for f in (MathFidelity.HiFi4, MathFidelity.HiFi2, MathFidelity.LoFi))
+    assert all(e.bound == "compute" for e in (hifi4, hifi2, lofi))
+    assert hifi4.compute_cycles == 2 * hifi2.compute_cycles == 4 * lofi.compute_cycles
+    assert hifi4.time_s == pytest.approx(2 * hifi2.time_s)
+    assert hifi4.time_s == pytest.approx(4 * lofi.time_s)
+
+
+def test_float32_matmul_runs_at_hifi4_whatever_the_fidelity():
+    lofi = estimate(matmul(512, 512, 512, FP32, FP32, FP32), fidelity=MathFidelity.LoFi)[0]
+    hifi4 = estimate(matmul(512, 512, 512, FP32, FP32, FP32), fidelity=MathFidelity.HiFi4)[0]
+    assert lofi.compute_cycles == hifi4.compute_cycles == 16 ** 3 * 64
+
+
+@pytest.mark.parametrize("fmt", ["Bfp8_b", "Bfp4_b"])
+def test_block_float_weights_shrink_dram_bytes(fmt):
+    bf16 = estimate(matmul(1024, 1024, 1024))[0]
+    bfp = estimate(matmul(1024, 1024, 1024, b=("bfloat16", fmt)))[0]
+    weight_elems = 1024 * 1024
+    assert bf16.dram_bytes - bfp.dram_bytes == pytest.approx(weight_elems * (2 - pm.BYTES_PER_ELEMENT[fmt]))
+    assert bfp.compute_cycles == bf16.compute_cycles    # same engine, same rate
+
+
+def test_large_add_is_memory_bound_and_scales_with_bytes():
+    (small,) = estimate(add((8192, 8192)))
+    (big,) = estimate(add((16384, 8192)))
+    (wide,) = estimate(add((8192, 8192), FP32))
+    assert small.bound == big.bound == wide.bound == "memory"
+    assert small.dram_bytes == 3 * 8192 * 8192 * 2
+    assert small.time_s == pytest.approx(small.dram_bytes / 288e9 / 0.7)
+    assert big.time_s == pytest.approx(2 * small.time_s)
+    assert wide.time_s == pytest.approx(2 * small.time_s)
+    assert not small.fits_l1                            # 384 MiB over 64 cores
+    assert estimate(add((32, 32)))[0].fits_l1
+
+
+def test_blackhole_is_faster_than_wormhole():
+    for prog in (matmul(2048, 2048, 2048), add((4096, 4096)), matmul(64, 64, 64)):
+        wh = pm.summarize(estimate(prog, WH), WH)
+        bh = pm.summarize(estimate(prog, BH), BH)
+        assert bh["arch"] == "blackhole"
+        assert bh["estimated_latency_s"] < wh["estimated_latency_s"]
+    (e,) = estimate(matmul(2048, 2048, 2048), BH)
+    assert e.cores == 110                               # 11x10 grid
+
+
+def test_tile_padding_a_row_costs_a_full_tile():
+    (row,) = estimate(add((1, 1, 1, 768)))
+    (block,) = estimate(add((32, 768)))
+    assert row.dram_bytes == block.dram_bytes == 3 * 32 * 768 * 2
+    assert row.compute_cycles == block.compute_cycles == 24 * pm.TILE_CYCLES["add"]
+    assert row.time_s == block.time_s
+    assert row.flops < block.flops                      # useful math is not padded
+
+
+def test_small_matmul_uses_only_its_output_tiles_but_roofline_uses_the_grid():
+    (e,) = estimate(matmul(64, 64, 64))
+    assert e.cores == 4                                 # 2x2 output tiles
+    assert e.compute_cycles == 8 * 64
+    assert e.roofline_s == pytest.approx(max(e.dram_bytes / 288e9, e.compute_cycles / (64 * 1e9)))
+
+
+def test_conv2d_is_an_implicit_gemm():
+    x, w = tensor((1, 56, 56, 64)), tensor((64, 64, 3, 3))
+    prog = one_op("ttir.conv2d", [x, w], tensor((1, 56, 56, 64)),
+                  {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1})
+    (e,) = estimate(prog)
+    m, k, n = 56 * 56, 64 * 9, 64
+    assert e.flops == 2 * m * k * n
+    assert e.compute_cycles == math.ceil(m / 32) * math.ceil(k / 32) * math.ceil(n / 32) * 64
+    assert e.cores == 64
+
+
+def test_reductions_softmax_and_norm_pass_counts():
+    (s,) = estimate(one_op("ttir.sum", [tensor((64, 1024))], tensor((64, 1)), {"dim_arg": [-1], "keep_dim": True}))
+    assert s.compute_cycles == 64 * pm.TILE_CYCLES["reduce_cols"]
+    # global average pool in NHWC: W is the tile-row dim, H an outer dim (one add pass)
+    (m,) = estimate(one_op("ttir.mean", [tensor((1, 7, 7, 2048))], tensor((1, 1, 1, 2048)),
+                           {"dim_arg": [1, 2], "keep_dim": True}))
+    assert m.compute_cycles == 7 * 64 * (pm.TILE_CYCLES["reduce_rows"] + pm.TILE_CYCLES["add"])
+    # softmax keeps a row of tiles on one core
+    (one_row,) = estimate(one_op("ttir.softmax", [tensor((1, 32, 32000))], tensor((1, 32, 32000)), {"dimension": -1}))
+    (many,) = estimate(one_op("ttir.softmax", [tensor((8, 512, 512))], tensor((8, 512, 512)), {"dimension": -1}))
+    assert one_row.cores == 1 and many.cores == 64
+    assert one_row.bound == "compute"
+    ln = one_op("ttir.layer_norm", [tensor((128, 768)), tensor((768,)), tensor((768,))], tensor((128, 768)),
+                {"normalized_shape": [768], "epsilon": 1e-5})
+    (e,) = estimate(ln)
+    assert e.cores == 4 and e.compute_cycles > 24 * 4 * pm.TILE_CYCLES["reduce_cols"]
+
+
+def test_slice_and_embedding_read_only_what_they_use():
+    (sl,) = estimate(one_op("ttir.slice_static", [tensor((4096, 4096))], tensor((32, 4096)),
+                            {"begins": [0, 0], "ends": [32, 4096], "step": [1, 1]}))
+    assert sl.dram_bytes == 2 * 32 * 4096 * 2
+    idx = bm.TensorDesc("idx", (1, 16), "int32", "Float32")
+    (emb,) = estimate(one_op("ttir.embedding", [idx, tensor((50000, 768))], tensor((1, 16, 768))))
+    assert emb.dram_bytes == 32 * 32 * 4 + 2 * (32 * 768 * 2)
+    assert emb.bound == "memory"
+
+
+def test_permute_of_the_last_two_dims_adds_a_transpose():
+    x = tensor((4, 8, 256, 256))                        # 2048 tiles
+    (swap,) = estimate(one_op("ttir.permute", [x], tensor((4, 8, 256, 256)), {"permutation": [0, 1, 3, 2]}))
+    (outer,) = estimate(one_op("ttir.permute", [x], tensor((8, 4, 256, 256)), {"permutation": [1, 0, 2, 3]}))
+    assert outer.compute_cycles == 2048 * pm.TILE_CYCLES["datacopy"]
+    assert swap.compute_cycles == 2048 * (pm.TILE_CYCLES["datacopy"] + pm.TILE_CYCLES["transpose"])
+    assert swap.bound == outer.bound == "memory"
+
+
+def test_summarize_totals():
+    ts = [tensor((256, 1024)), tensor((1024, 1024)), tensor((256, 1024)), tensor((256, 1024)),
+          tensor((256, 1024)), tensor((1024, 256))]
+    ops = [bm.Op("ttir.matmul", [0, 1], [2], {}, "mm"), bm.Op("ttir.add", [2, 0], [3], {}, "add"),
+           bm.Op("ttir.softmax", [3], [4], {"dimension": -1}, "sm"),
+           bm.Op("ttir.permute", [4], [5], {"permutation": [1, 0]}, "perm")]
+    ests = estimate(bm.Program("p", ts, [0, 1], [5], ops))
+    s = pm.summarize(ests, WH)
+    assert s["arch"] == "wormhole_b0"
+    assert s["estimated_latency_s"] == pytest.approx(sum(e.time_s for e in ests))
+    assert s["estimated_latency_s"] >= s["roofline_latency_s"] > 0
+    assert 0 < s["utilization"] <= 1
+    assert s["compute_bound_ops"] + s["memory_bound_ops"] == len(s["ops"]) == 4
+    assert [o["loc"] for o in s["ops"]] == ["mm", "add", "sm", "perm"]
+    assert s["default_modeled_ops"] == []
+
+
+def test_unknown_op_gets_the_documented_default_and_is_reported():
+    (e,) = estimate(one_op("ttir.mystery", [tensor((64, 64))], tensor((64, 64))))
+    assert e.rule == "default" and e.bound == "memory"
+    assert pm.summarize([e], WH)["default_modeled_ops"] == ["ttir.mystery"]
+
+
+def test_estimate_binary_reads_fidelity_from_compute_config():
+    prog = matmul(1024, 1024, 1024)
+    b = bm.Binary("0", WH, [prog, bm.Program("ce", [], [], [], [], private=True)], [], [], [], [],
+                  compute_config={"math_fidelity": "LoFi"})
+    res = pm.estimate_binary(b)
+    assert list(res) == ["p"]                           # const-eval programs are left out
+    assert res["p"]["ops"][0]["compute_cycles"] == 32 ** 3 * 16
+
+
+# ---- every op the emulated device runs has an explicit cost rule ---------------------
+
+_X = ((2, 64, 96), "float32")
+_NHWC = ((1, 16, 16, 8), "float32")
+_POOL = {"kernel": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0], "dilation": [1, 1], "ceil_mode": False}
+_BINARY = {"add", "subtract", "multiply", "maximum", "minimum", "pow", "div", "eq", "ne", "gt", "ge", "lt",
+           "le", "logical_and", "logical_or"}
+SPECS = {   # op -> (input (shape, dtype) list, attrs); unlisted ops are unary on _X
+    **{f"ttir.{n}": ([_X, _X], {}) for n in _BINARY},
+    "ttir.where": ([_X, _X, _X], {}),
+    "ttir.gelu": ([_X], {"approximate": "none"}),
+    "ttir.leaky_relu": ([_X], {"parameter": 0.01}),
+    "ttir.clamp_scalar": ([_X], {"min": -1.0, "max": 1.0}),
+    "ttir.reshape": ([_X], {"shape": [2, 96, 64]}),
+    "ttir.permute": ([_X], {"permutation": [0, 2, 1]}),
+    "ttir.transpose": ([_X], {"dim0": -2, "dim1": -1}),
+    "ttir.concat": ([_X, _X], {"dim": 1}),
+    "ttir.slice_static": ([_X], {"begins": [0, 0, 0], "ends": [2, 32, 96], "step": [1, 1, 1]}),
+    "ttir.broadcast": ([((1, 64, 96), "float32")], {"broadcast_dimensions": [4, 1, 1]}),
+    "ttir.repeat": ([_X], {"repeat_dimensions": [1, 2, 1]}),
+    "ttir.embedding": ([((1, 16), "int32"), ((1000, 256), "float32")], {}),
+    **{f"ttir.{n}": ([_X], {"dim_arg": [-1], "keep_dim": True}) for n in ("sum", "mean", "max", "min", "prod")},
+    "ttir.matmul": ([((2, 64, 128), "float32"), ((2, 128, 96), "float32")],
+                    {"transpose_a": False, "transpose_b": False}),
+    "ttir.linear": ([((64, 128), "float32"), ((96, 128), "float32"), ((96,), "float32")],
+                    {"transpose_a": False, "transpose_b": True}),
+    "ttir.softmax": ([_X], {"dimension": -1}),
+    "ttir.layer_norm": ([_X, ((96,), "float32"), ((96,), "float32")], {"normalized_shape": [96], "epsilon": 1e-5}),
+    "ttir.conv2d": ([_NHWC, ((16, 8, 3, 3), "float32")],
+                    {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}),
+    "ttir.max_pool2d": ([_NHWC], _POOL),
+    "ttir.avg_pool2d": ([_NHWC], dict(_POOL, count_include_pad=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_every_kernel_has_a_cost_rule(name):
+    assert name in pm.RULES, f"{name} runs on the emulated device but has no cost rule"
+    ins, attrs = SPECS.get(name, ([_X], {}))
+    # The runtime's own kernel gives the output shape, so the specs stay plausible.
+    values = [torch.randint(0, 100, s, dtype=torch.int32) if d == "int32" else torch.rand(s) + 0.5 for s, d in ins]
+    out = KERNELS[name](values, attrs)
+    descs = [bm.TensorDesc(f"in{i}", s, d, "Float32") for i, (s, d) in enumerate(ins)]
+    prog = one_op(name, descs, bm.TensorDesc("out", tuple(out.shape), "float32", "Float32"), attrs)
+    for system in (WH, BH):
+        (e,) = estimate(prog, system)
+        assert e.rule == pm.RULES[name][0]
+        assert e.dram_bytes > 0 and e.compute_cycles > 0 and 1 <= e.cores <= pm.grid_cores(system)
+        assert math.isfinite(e.time_s) and e.time_s >= e.roofline_s > 0
+        assert e.bound in ("compute", "memory")
