@@ -13,8 +13,9 @@ Formats (``forge_fe.config.DataFormat``)
     :func:`round_bf16`: round to nearest, ties to even, on the float32 bit pattern
     (add ``0x7fff + lsb``, clear the low 16 bits). Infinities stay, overflow past the
     largest bf16 (``0x7f7f``) goes to inf, subnormals round like any other value, NaN
-    stays NaN (made quiet). Bit-identical to ``ml_dtypes.bfloat16`` (tested on 2^20
-    random bit patterns plus edge cases).
+    stays NaN. Implemented with torch's float32 -> bfloat16 cast, which the tests show
+    bit-identical to ``ml_dtypes.bfloat16`` (2^20 random bit patterns, every tie
+    pattern, edge cases) and to the integer formulation ``_round_bf16_bits``.
 ``Bfp8_b`` / ``Bfp4_b`` (block floating point)
     :func:`quantize_bfp`. Blocks are 16 consecutive values along the last dimension: a
     32x32 tile is four 16x16 faces, and each 16-value face row shares one 8-bit
@@ -51,7 +52,7 @@ Formats (``forge_fe.config.DataFormat``)
     Deliberate differences from that host code, chosen to match the device's
     flush-to-zero behaviour: float32 subnormal inputs are flushed to zero (the host
     code would wrongly give them a hidden bit) and results that would be float32
-    subnormals (only possible when ``E <= 6``) are flushed to zero, which keeps the
+    subnormals (only possible when ``E < W``) are flushed to zero, which keeps the
     operation idempotent. NaN inputs stay NaN; an inf sets ``E = 255`` and stays inf,
     and the other values in its block are then mostly crushed to zero (as on the host).
 
@@ -89,10 +90,15 @@ HiFi3      ``+ a_lo @ b_hi``
 HiFi4      ``+ a_lo @ b_lo``           (exact bf16 x bf16 products)
 =========  ==============================================================
 
+(tt-metal's report says SrcA's second slice is "the next 4 bits"; the ISA model's mask
+takes 5, bits 18..14. They differ only for TF32 operands; this module follows the ISA.)
 For bf16 operands ``b_lo`` holds 3 bits and ``a_lo`` 1 bit, so the error falls
-LoFi >> HiFi2 > HiFi3 > HiFi4 = 0 (apart from accumulation). With Float32 operands the
+LoFi >> HiFi2 > HiFi3 > HiFi4 = 0 (apart from accumulation). Block-float operands have
+fewer bits: with Bfp8_b operands HiFi2 is already exact (7-bit magnitudes fit SrcB's
+first slice and SrcA's two), with Bfp4_b operands LoFi is. With Float32 operands the
 source registers hold TF32 (low 13 fraction bits dropped), and SrcA also ignores the
-TF32 LSB; the masks above reproduce that. Denormal operands are flushed to zero.
+TF32 LSB; the masks above reproduce that. (The hardware also flushes denormal
+operands; :func:`fidelity_terms` does not, which only matters for ~2**-126 results.)
 
 :func:`fidelity_terms` returns the included partial products merged algebraically
 (``a_hi@b_hi + a_hi@b_lo = a_hi@(b_hi+b_lo)``), so LoFi, HiFi2 and HiFi4 cost one GEMM
@@ -263,21 +269,19 @@ def _mask(x: torch.Tensor, m: int) -> torch.Tensor:
     return (x.contiguous().view(torch.int32) & m).view(torch.float32)
 
 
-def _ftz(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x.abs() < _F32_MIN_NORMAL, 0.0, x)
-
-
 def fidelity_terms(a: torch.Tensor, b: torch.Tensor, fidelity: MathFidelity) -> list:
     """The partial products the matrix engine sums at ``fidelity``, as ``(a_part, b_part)``
     pairs: the emulated product is ``sum(op(a_part, b_part))`` for any bilinear ``op``
     (``torch.matmul``, ``F.conv2d``, ``*``). ``a`` is the in0/SrcB operand (7-bit slices,
     activations), ``b`` the in1/SrcA operand (5-bit slices, weights). Terms are merged
     algebraically (see module docstring): 1 term for LoFi/HiFi2/HiFi4, 2 for HiFi3.
-    Operands are not quantized here (call :func:`quantize` first); denormals are
-    flushed and bits below TF32 dropped, as the source registers do."""
+    Operands are not quantized here (call :func:`quantize` first); bits below TF32 are
+    dropped, as the source registers do. Denormal operands are *not* flushed (the
+    hardware flushes them; doing it here would cost more than the masks, and it only
+    changes results of magnitude ~2**-126)."""
     fid = MathFidelity(int(fidelity))
-    a = _ftz(_as_f32(a))
-    b = _ftz(_as_f32(b))
+    a = _as_f32(a)
+    b = _as_f32(b)
     a_hi = _mask(a, _SRCB_HI)
     b_hi = _mask(b, _SRCA_HI)
     if fid is MathFidelity.LoFi:

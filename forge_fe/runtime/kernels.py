@@ -267,9 +267,10 @@ FIDELITY_OPS = {"ttir.matmul", "ttir.linear", "ttir.conv2d"}
 def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
     """matmul / linear / conv2d as the matrix engine computes them at `fidelity`: the sum of
     the mantissa-slice partial products that fidelity includes (forge_fe.numerics), with the
-    result rounded to bf16 when fp32 accumulation is off. Operands arrive already quantized
-    to their data formats."""
+    result rounded to bf16 when fp32 accumulation is off (per K tile for matmul; once per
+    output for conv, an approximation). Operands arrive already quantized to their formats."""
     from forge_fe import numerics
+    from forge_fe.config import DataFormat
 
     def products(x, w, conv_args=None):
         total = None
@@ -291,9 +292,10 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
         return conv
 
     def mm(ins, a):
+        # numerics.matmul also rounds the running sum per K tile when fp32 accumulation is off.
         x, y = _mm(ins, a)
-        out = products(x, y)
-        return finish(out + ins[2] if len(ins) > 2 else out)
+        out = numerics.matmul(x, y, fidelity, fp32_acc, df=DataFormat.Float32)
+        return finish(out + ins[2]) if len(ins) > 2 else out
     return mm
 
 
