@@ -3,7 +3,8 @@
     forge-fe demo --model resnet50            compile a zoo model, verify it, time it, print the report
     forge-fe compile model.onnx -o m.ttb      compile an ONNX file (or module:attr for a torch model builder)
     forge-fe run m.ttb --inputs x.npz         run a binary on inputs saved with numpy.savez
-    forge-fe read m.ttb --section programs    inspect a binary (version|system|programs|io|placement|mlir)
+    forge-fe read m.ttb --section perf        inspect a binary (version|system|programs|io|ops|placement|perf|mlir)
+    forge-fe demo --model bert_base --df Float16_b --weights-df Bfp8_b --fidelity HiFi2
 """
 from __future__ import annotations
 
@@ -38,8 +39,7 @@ def cmd_demo(args):
     model, inputs = zoo.MODELS[args.model]()
     print(f"forge_fe {forge_fe.__version__}: compiling {args.model} (random weights) for the emulated "
           f"{args.arch} device", file=sys.stderr)
-    cfg = forge_fe.CompilerConfig(dump_dir=args.dump_dir, arch=args.arch,
-                                  cpu_fallback_ops=set(filter(None, args.cpu_fallback.split(","))))
+    cfg = _config(args)
     t0 = time.perf_counter()
     cm = forge_fe.compile(model, inputs, compiler_cfg=cfg, progress=_progress(args.quiet))
     compile_s = time.perf_counter() - t0
@@ -65,6 +65,14 @@ def cmd_demo(args):
     return EXIT_OK
 
 
+def _config(args):
+    import forge_fe
+    return forge_fe.CompilerConfig(
+        dump_dir=args.dump_dir, arch=args.arch, cpu_fallback_ops=set(filter(None, args.cpu_fallback.split(","))),
+        default_df_override=args.df, math_fidelity=args.fidelity,
+        df_overrides={"weights": args.weights_df} if args.weights_df else {})
+
+
 def _load_object(spec: str):
     module, _, attr = spec.partition(":")
     obj = getattr(importlib.import_module(module), attr)
@@ -81,8 +89,7 @@ def cmd_compile(args):
         model, inputs = built if isinstance(built, tuple) else (built, None)
         if inputs is None:
             raise SystemExit("a module:attr model must return (model, sample_inputs)")
-    cfg = forge_fe.CompilerConfig(dump_dir=args.dump_dir, arch=args.arch,
-                                  cpu_fallback_ops=set(filter(None, args.cpu_fallback.split(","))))
+    cfg = _config(args)
     if args.compile_depth:
         cfg.compile_depth = forge_fe.CompileDepth[args.compile_depth.upper()]
     cm = forge_fe.compile(model, inputs, compiler_cfg=cfg, progress=_progress(args.quiet))
@@ -140,6 +147,15 @@ def cmd_read(args):
     desc = binio.describe(args.binary)
     if section == "placement":
         out = json.loads(b.debug.get("placement.json", "[]"))
+    elif section == "perf":
+        out = json.loads(b.debug.get("perf.json", "{}"))
+        if not args.json and out:
+            print(f"arch {out['arch']}: estimated {out['estimated_latency_s'] * 1e3:.3f} ms, roofline "
+                  f"{out['roofline_latency_s'] * 1e3:.3f} ms, utilization {100 * out['utilization']:.0f}%")
+            print(f"{'op':24s} {'loc':40s} {'time us':>9s} {'bound':8s} cores")
+            for o in out["ops"]:
+                print(f"{o['op']:24s} {o['loc'][:40]:40s} {o['time_s'] * 1e6:9.2f} {o['bound']:8s} {o['cores']}")
+            return EXIT_OK
     elif section == "io":
         out = {"inputs": [vars(t) for t in b.inputs], "outputs": b.outputs}
     elif section == "ops":
@@ -159,6 +175,11 @@ def build_parser():
 
     def common(sp):
         sp.add_argument("--dump-dir", default=None, help="write every stage's artifact here")
+        sp.add_argument("--df", default=None, choices=["Float32", "Float16_b", "Bfp8_b", "Bfp4_b"],
+                        help="default device data format")
+        sp.add_argument("--weights-df", default=None, choices=["Float32", "Float16_b", "Bfp8_b", "Bfp4_b"],
+                        help="data format of weights")
+        sp.add_argument("--fidelity", default="HiFi4", choices=["LoFi", "HiFi2", "HiFi3", "HiFi4"])
         sp.add_argument("--arch", default="wormhole_b0", choices=["wormhole_b0", "blackhole"])
         sp.add_argument("--cpu-fallback", default="", help="comma-separated ops forced to the CPU, e.g. softmax,gelu")
 
@@ -187,7 +208,8 @@ def build_parser():
     rd = sub.add_parser("read", help="inspect a binary")
     rd.add_argument("binary")
     rd.add_argument("--section", default="version",
-                    choices=["version", "system", "programs", "io", "ops", "placement", "mlir", "all"])
+                    choices=["version", "system", "programs", "io", "ops", "placement", "perf", "mlir", "all"])
+    rd.add_argument("--json", action="store_true", help="JSON instead of a table (perf)")
     rd.set_defaults(fn=cmd_read)
     return p
 
