@@ -242,7 +242,7 @@ def quantize_bfp(x: torch.Tensor, mantissa_bits: int) -> torch.Tensor:
     a.mul_(_pow2(e - (127 + w - 1)))                     # q * step: exact or subnormal
     if tiny:
         a.masked_fill_(a < _F32_MIN_NORMAL, 0.0)         # flush subnormal results
-    y = torch.copysign(a, xb).add_(0.0)                  # -0.0 + 0.0 = +0.0: zeros lose the sign
+    y = a.copysign_(xb).add_(0.0)                        # -0.0 + 0.0 = +0.0: zeros lose the sign
     nan = (e == 255) & ((amax & 0x7FFFFF) != 0)
     if bool(nan.any()):
         y = torch.where(torch.isnan(xb), xb, y)
@@ -295,14 +295,19 @@ def fidelity_terms(a: torch.Tensor, b: torch.Tensor, fidelity: MathFidelity) -> 
     return [(a_all, b_all)]                              # all four phases
 
 
-def _mm_terms(terms, k0=None, k1=None):
-    out = None
+def _mm_terms(terms, k0=None, k1=None, acc=None):
+    """acc + sum of the terms' matmuls (over K slice [k0, k1) if given); 2-D operands
+    accumulate in place with addmm_ (no extra pass over the output)."""
     for ta, tb in terms:
         if k0 is not None:
             ta, tb = ta[..., k0:k1], tb[..., k0:k1, :]
-        y = torch.matmul(ta, tb)
-        out = y if out is None else out.add_(y)
-    return out
+        if acc is None:
+            acc = torch.matmul(ta, tb)
+        elif ta.dim() == 2 and tb.dim() == 2:
+            acc.addmm_(ta, tb)
+        else:
+            acc = acc + torch.matmul(ta, tb)         # may broadcast to a larger shape
+    return acc
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, fidelity: MathFidelity,
@@ -331,8 +336,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fidelity: MathFidelity,
     else:
         out = None
         for k0 in range(0, k, ACC_TILE):
-            p = _mm_terms(terms, k0, k0 + ACC_TILE)
-            out = round_bf16(p if out is None else p.add_(out))
+            out = round_bf16(_mm_terms(terms, k0, k0 + ACC_TILE, out))
         if out is None:                                  # K == 0
             out = _mm_terms(terms)
     for d in squeeze:
