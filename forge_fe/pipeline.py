@@ -31,6 +31,8 @@ class DeviceUnit:
     graph: Graph | None = None
     consteval: Graph | None = None
     programs: list = field(default_factory=list)   # [(program name, graph, private)]
+    lowered: list = field(default_factory=list)    # [(binary Program, graph)] after lower_to_ttir
+    out_names: list = field(default_factory=list)  # plan value names of the forward program's outputs
 
 
 @dataclass
