@@ -244,3 +244,36 @@ def test_ops_neither_side_can_run_are_all_reported(cnn, monkeypatch):
     with pytest.raises(ForgeError, match=r"\[forge_fe:partition\] ops that neither the device nor the CPU") as err:
         forge_fe.compile(model, ins, compiler_cfg=CompilerConfig(cpu_fallback_ops={"softmax", "relu"}))
     assert "relax.nn.softmax" in str(err.value) and "relax.nn.relu" in str(err.value)
+
+
+def test_max_pool_indices_are_refused_not_silently_zero():
+    """TVM's importer turns max_pool2d's indices into zeros: forge_fe must refuse, not return them."""
+    class PoolWithIndices(nn.Module):
+        def forward(self, x):
+            values, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+            return values * 2, indices
+
+    with pytest.raises(FrontendError, match="indices of max_pool2d"):
+        forge_fe.compile(PoolWithIndices(), [torch.randn(1, 2, 8, 8)])
+
+
+def test_second_output_of_a_multi_output_op_moves_it_to_the_cpu():
+    """batch_norm on the device yields only its result; reading its mean output puts it on the CPU,
+    together with the tuple plumbing that reads it."""
+    import tvm
+    from tvm import relax
+    from tvm_ext.partition import partition
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 3, 4, 4), "float32"))
+    stats = [relax.Var(n, relax.TensorType((3,), "float32")) for n in ("g", "b", "m", "v")]
+    with bb.function("main", [x] + stats):
+        with bb.dataflow():
+            bn = bb.emit(relax.op.nn.batch_norm(x, *stats, axis=1, training=False))
+            y = bb.emit(relax.TupleGetItem(bn, 0))
+            mean = bb.emit(relax.TupleGetItem(bn, 1))
+            out = bb.emit_output(relax.Tuple([bb.emit(relax.op.nn.relu(y)), mean]))
+        bb.emit_func_output(out)
+    part = partition(bb.get(), set())
+    rows = {r.op: r for r in part.placements}
+    assert rows["relax.nn.batch_norm"].where == "cpu" and "output 1" in rows["relax.nn.batch_norm"].reason
+    assert [s.kind for s in part.segments] == ["cpu", "device"]     # relu stays on the device

@@ -146,7 +146,7 @@ def partition(mod: tvm.IRModule, cpu_fallback_ops: set[str]) -> Partition:
     main_outputs, bindings = _flatten_return(body.body, bindings)
     bindings = _hoist_plumbing(bindings)
 
-    # 1. placement of each binding
+    # 1. placement of each op call
     where: dict = {}
     placements, unsupported = [], []
     for b in bindings:
@@ -156,35 +156,40 @@ def partition(mod: tvm.IRModule, cpu_fallback_ops: set[str]) -> Partition:
             if w == CPU and not _cpu_can_run(v):
                 unsupported.append(f"{op_name(v)} (defines {b.var.name}): {reason}; TVM cannot run it on the host either")
             placements.append(Placement(b.var.name, op_name(v), forge, w, reason))
-        elif isinstance(v, relax.TupleGetItem):
-            w = where.get(v.tuple_value, CPU)
-        elif isinstance(v, relax.Var):
-            w = where.get(v, CPU)
-        elif isinstance(v, relax.Tuple):
-            ws = {where.get(f) for f in v.fields if isinstance(f, relax.Var) and f in where}
-            w = DEVICE if ws == {DEVICE} else CPU
-        else:
-            w = CPU
-            if not isinstance(v, tvm.ir.expr.Constant):
-                placements.append(Placement(b.var.name, type(v).__name__, "", CPU, "not an op call"))
-        where[b.var] = w
+            where[b.var] = w
+        elif not isinstance(v, (relax.TupleGetItem, relax.Var, relax.Tuple, tvm.ir.expr.Constant)):
+            placements.append(Placement(b.var.name, type(v).__name__, "", CPU, "not an op call"))
+            where[b.var] = CPU
     if unsupported:
         raise UnsupportedOpError("partition", "ops that neither the device nor the CPU can run:\n    "
                                  + "\n    ".join(unsupported),
                                  "rewrite the model to avoid them, or report the op so it can be added")
 
     # A device op returning a tuple is usable only through its `result_index` field.
+    producers = {b.var: b.value for b in bindings if isinstance(b.value, relax.Call)}
     for b in bindings:
         v = b.value
-        if isinstance(v, relax.TupleGetItem) and where.get(v.tuple_value) == DEVICE and isinstance(v.tuple_value, relax.Var):
-            prod = next((x for x in bindings if x.var.same_as(v.tuple_value)), None)
-            if prod is not None and isinstance(prod.value, relax.Call):
-                _, attrs = RELAX_TO_OP[op_name(prod.value)].from_relax(prod.value)
-                if attrs.get("result_index", 0) != v.index:
-                    where[prod.var] = where[b.var] = CPU
-                    for p in placements:
-                        if p.name == prod.var.name:
-                            p.where, p.reason = CPU, f"uses output {v.index} of a multi-output op"
+        if isinstance(v, relax.TupleGetItem) and where.get(v.tuple_value) == DEVICE:
+            call = producers.get(v.tuple_value)
+            _, attrs = RELAX_TO_OP[op_name(call)].from_relax(call)
+            if attrs.get("result_index", 0) != v.index:
+                where[v.tuple_value] = CPU
+                for p in placements:
+                    if p.name == v.tuple_value.name:
+                        p.where, p.reason = CPU, f"uses output {v.index} of a multi-output op"
+
+    # Tuple plumbing and constants follow what they read (now that op placements are final).
+    for b in bindings:
+        v = b.value
+        if isinstance(v, relax.TupleGetItem):
+            where[b.var] = where.get(v.tuple_value, CPU)
+        elif isinstance(v, relax.Var):
+            where[b.var] = where.get(v, CPU)
+        elif isinstance(v, relax.Tuple):
+            ws = {where.get(f) for f in v.fields if isinstance(f, relax.Var) and f in where}
+            where[b.var] = DEVICE if ws == {DEVICE} else CPU
+        elif b.var not in where:
+            where[b.var] = CPU
 
     # 2. segments = maximal runs of equal placement
     segments: list[Segment] = []

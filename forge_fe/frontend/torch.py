@@ -27,6 +27,19 @@ def _as_tensors(sample_inputs) -> list[torch.Tensor]:
     return out
 
 
+def _check_known_import_gaps(ep):
+    """Refuse what TVM's importer would translate to a wrong result instead of failing."""
+    for node in ep.graph.nodes:
+        name = getattr(node.target, "__name__", str(node.target))
+        if node.op == "call_function" and "max_pool2d_with_indices" in name:
+            uses_indices = any(u.op == "call_function" and getattr(u.target, "__name__", "") == "getitem"
+                               and u.args[1] == 1 for u in node.users)
+            if uses_indices:
+                raise FrontendError(
+                    f"the model uses the indices of max_pool2d (node '{node.name}'), which TVM's PyTorch importer "
+                    "replaces by zeros", "use max_pool2d without return_indices, or export the model to ONNX")
+
+
 def _source_of(node) -> str:
     """'layer1.0.conv1' for an fx node made inside that submodule, else the fx node's name."""
     stack = node.meta.get("nn_module_stack") or {}
@@ -86,6 +99,7 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> Imp
             raise FrontendError(f"torch.export could not capture the model: {str(exc).splitlines()[0]}",
                                 "the model must be exportable with torch.export (no data-dependent Python "
                                 "control flow); see torch.export's error above") from exc
+    _check_known_import_gaps(ep)
     try:
         mod, sources = _import_with_sources(ep)
     except Exception as exc:
