@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from forge_fe.op import RELAX_TO_OP, NotOnDevice
+from tvm_ext.passes.rewrite import constant_folding_pass
 
 
 def _is_const(a) -> bool:
@@ -63,33 +63,8 @@ def fold_value(call, lookup) -> np.ndarray | None:
     return value.astype(want) if str(value.dtype) != want else value
 
 
-@mutator
-class _Folder(PyExprMutator):
-    def __init__(self, mod):
-        super().__init__(mod)
-        self.mod = mod
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not isinstance(call.op, tvm.ir.Op):
-            return call
-        if _const_args(call, self.lookup_binding):
-            value = fold_value(call, self.lookup_binding)
-            if value is not None:
-                return relax.const(value, str(value.dtype))
-        return call
-
-    def run(self):
-        for gv, func in self.mod.functions.items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
-
-
-@tvm.transform.module_pass(opt_level=0, name="FoldConstantOps")
-class FoldConstantOps:
-    def transform_module(self, mod, ctx):
-        return _Folder(mod).run()
+FoldConstantOps = constant_folding_pass(
+    "FoldConstantOps", lambda call, lookup: fold_value(call, lookup) if _const_args(call, lookup) else None)
 
 
 def has_constant_calls(mod) -> bool:

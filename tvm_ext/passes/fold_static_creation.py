@@ -8,9 +8,9 @@ sees creation ops and masks become weights-like constants.
 from __future__ import annotations
 
 import numpy as np
-import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from tvm_ext.passes.rewrite import constant_folding_pass
 
 _LIKE = {"relax.zeros_like": 0, "relax.ones_like": 1}
 _NEW = {"relax.zeros": 0, "relax.ones": 1}
@@ -55,28 +55,4 @@ def creation_value(call) -> np.ndarray | None:
     return np.full(shape, fill, dtype=dtype)
 
 
-@mutator
-class _Folder(PyExprMutator):
-    def __init__(self, mod):
-        super().__init__(mod)
-        self.mod = mod
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if isinstance(call.op, tvm.ir.Op):
-            value = creation_value(call)
-            if value is not None:
-                return relax.const(value, str(value.dtype))
-        return call
-
-    def run(self):
-        for gv, func in self.mod.functions.items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
-
-
-@tvm.transform.module_pass(opt_level=0, name="FoldStaticCreation")
-class FoldStaticCreation:
-    def transform_module(self, mod, ctx):
-        return _Folder(mod).run()
+FoldStaticCreation = constant_folding_pass("FoldStaticCreation", lambda call, lookup: creation_value(call))
