@@ -115,34 +115,59 @@ broadcast = defop(
 
 
 def _take_shape(ins, a):
-    x, idx = ins
+    x = ins[0]
     ax = a["axis"]
+    if "index" in a:                       # static scalar index: the axis disappears
+        return TensorType(x.shape[:ax] + x.shape[ax + 1:], x.dtype)
+    idx = ins[1]
     return TensorType(x.shape[:ax] + idx.shape + x.shape[ax + 1:], x.dtype)
 
 
 def _take_golden(ins, a):
-    x, idx = ins
+    x = ins[0]
+    if "index" in a:
+        return x.select(a["axis"], a["index"])
+    idx = ins[1]
     return torch.index_select(x, a["axis"], idx.reshape(-1).long()).reshape(
         x.shape[:a["axis"]] + idx.shape + x.shape[a["axis"] + 1:])
 
 
 def _take_from_relax(call):
+    import tvm
     x, idx = call.args[0], call.args[1]
-    if x.ty.ndim != 2 or (call.attrs.axis is not None and int(call.attrs.axis) != 0):
-        raise NotOnDevice("take other than rows of a 2-D table (embedding)")
-    if not (str(idx.ty.dtype).startswith(("int", "uint"))):
+    axis = 0 if call.attrs.axis is None else norm_axis(int(call.attrs.axis), x.ty.ndim)
+    if isinstance(idx, tvm.ir.expr.Constant) and idx.ty.ndim == 0:
+        i = int(idx.value.numpy())
+        size = static_shape(x.ty)[axis]
+        if not -size <= i < size:
+            raise NotOnDevice(f"take index {i} out of range for size {size}")
+        return [x], {"axis": axis, "index": i % size}
+    if x.ty.ndim != 2 or axis != 0:
+        raise NotOnDevice("take other than rows of a 2-D table (embedding) or a constant scalar index")
+    if not str(idx.ty.dtype).startswith(("int", "uint")):
         raise NotOnDevice("take with non-integer indices")
     return [x, idx], {"axis": 0}
 
 
 def _take_lower(e, ins, a, out):
+    if "index" in a:                       # x[..., i, ...]: a static slice, then drop the axis
+        x, ax, i = ins[0], a["axis"], a["index"]
+        begins = [0] * len(x.shape)
+        ends = list(x.shape)
+        begins[ax], ends[ax] = i, i + 1
+        sliced_shape = tuple(1 if d == ax else s for d, s in enumerate(x.shape))
+        y = e.op("ttir.slice_static", [x], sliced_shape, out.elem,
+                 {"begins": E.I32List(begins), "ends": E.I32List(ends), "step": E.I32List([1] * len(x.shape))})
+        return e.op("ttir.reshape", [y], out.shape, out.elem, {"shape": E.I32List(list(out.shape))},
+                    data_format=out.data_format)
     x, idx = ins
     return e.op("ttir.embedding", [idx, x], out.shape, out.elem, data_format=out.data_format)
 
 
 take = defop("take", shape=_take_shape, golden=_take_golden, lower=_take_lower,
              relax=("relax.take",), from_relax=_take_from_relax,
-             doc="y[i..., :] = table[idx[i...], :] (embedding lookup); lowers to ttir.embedding")
+             doc="y[i..., :] = table[idx[i...], :] (embedding lookup, ttir.embedding); with a constant "
+                 "scalar index, y = x.select(axis, index) (a static slice)")
 
 
 def _repeat_from_relax(call):
