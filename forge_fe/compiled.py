@@ -14,7 +14,7 @@ from forge_fe import structure
 from forge_fe.binary import model as bm
 from forge_fe.errors import CompileStopped, InputError
 from forge_fe.report import CompileReport
-from forge_fe.runtime.executor import TORCH_DTYPE, Executor
+from forge_fe.runtime.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
 
 
 def _dtype_name(x) -> str:
@@ -61,7 +61,7 @@ class CompiledModel:
             if _dtype_name(x) != d.dtype:
                 raise InputError(f"input {i} ('{d.name}') has dtype {_dtype_name(x)}, the model was compiled for "
                                  f"{d.dtype}", f"convert it, e.g. x.astype('{d.dtype}') / x.to(torch.{d.dtype})")
-            out.append(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, order="C")))
+            out.append(to_torch(x, f"input {i} ('{d.name}')"))
         return out
 
     def __call__(self, *inputs):
@@ -75,7 +75,7 @@ class CompiledModel:
             want = self._out_dtypes[i] if i < len(self._out_dtypes) else None
             if want and TORCH_DTYPE.get(want) is not None and o.dtype != TORCH_DTYPE[want]:
                 o = o.to(TORCH_DTYPE[want])
-            fixed.append(o if self.torch_io else o.numpy())
+            fixed.append(o if self.torch_io else to_numpy(o))
         if self._tree:
             return structure.unflatten(self._tree, fixed)
         return fixed[0] if len(fixed) == 1 else tuple(fixed)

@@ -21,10 +21,19 @@ from forge_fe.runtime.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, KERNELS, 
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
                "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
-               "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16}
+               "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
+               "uint16": torch.uint16, "uint32": torch.uint32, "uint64": torch.uint64}
 
 
-def to_torch(x) -> torch.Tensor:
+def torch_dtype(name: str, where: str) -> torch.dtype:
+    dtype = TORCH_DTYPE.get(name)
+    if dtype is None:
+        raise RuntimeFailure(f"{where}: dtype {name} is not supported by the forge_fe runtime",
+                             f"supported: {', '.join(sorted(TORCH_DTYPE))}")
+    return dtype
+
+
+def to_torch(x, what: str = "value") -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
     a = np.asarray(x)
@@ -32,7 +41,18 @@ def to_torch(x) -> torch.Tensor:
         return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
     if not a.flags.writeable:
         a = a.copy()
-    return torch.from_numpy(np.asarray(a, order="C"))
+    try:
+        return torch.from_numpy(np.asarray(a, order="C"))
+    except TypeError as exc:   # ml_dtypes float8 / int4 ... have no torch counterpart
+        raise RuntimeFailure(f"{what} has dtype {a.dtype.name}, which the forge_fe runtime cannot carry",
+                             f"supported: {', '.join(sorted(TORCH_DTYPE))}") from exc
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    if t.dtype == torch.bfloat16:   # numpy has no bfloat16; ml_dtypes does
+        import ml_dtypes
+        return t.detach().contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.detach().numpy()
 
 
 class KernelStep(NamedTuple):
@@ -71,8 +91,8 @@ class DeviceProgram:
         if missing:
             raise RuntimeFailure(f"program '{prog.name}' uses ops the emulated device does not implement: "
                                  f"{', '.join(missing)}", "the binary was made by a newer forge_fe; recompile")
-        self.dtypes = [torch.float32 if t.dtype in ("float32", "bfloat16") else TORCH_DTYPE[t.dtype]
-                       for t in prog.tensors]
+        self.dtypes = [torch.float32 if t.dtype in ("float32", "bfloat16") else
+                       torch_dtype(t.dtype, f"program '{prog.name}' tensor '{t.name}'") for t in prog.tensors]
         self.formats = [_format(t) for t in prog.tensors]
         self._stored_inputs: dict = {}
         self.slots: list = [None] * len(prog.tensors)
@@ -189,14 +209,21 @@ class CpuSegment:
         self._tvm = tvm
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        args = []
-        for x, desc in zip(inputs, self.seg.inputs):
-            want = TORCH_DTYPE[desc.dtype]
-            x = x.to(want) if x.dtype != want else x
-            args.append(self._tvm.runtime.tensor(x.detach().contiguous().numpy()))
-        out = self.vm[self.seg.entry](*args)
-        outs = list(out) if not hasattr(out, "numpy") else [out]
-        return [torch.from_numpy(o.numpy()) for o in outs]
+        try:
+            args = []
+            for x, desc in zip(inputs, self.seg.inputs):
+                want = torch_dtype(desc.dtype, f"CPU segment '{self.seg.name}' input '{desc.name}'")
+                x = x.to(want) if x.dtype != want else x
+                args.append(self._tvm.runtime.tensor(x.detach().contiguous().numpy()))
+            out = self.vm[self.seg.entry](*args)
+            outs = list(out) if not hasattr(out, "numpy") else [out]
+            return [torch.from_numpy(o.numpy()) for o in outs]
+        except RuntimeFailure:
+            raise
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise RuntimeFailure(f"CPU segment '{self.seg.name}' failed in TVM: {msg}",
+                                 "force fewer ops to the CPU, or report the model") from exc
 
 
 class Executor:
@@ -204,7 +231,7 @@ class Executor:
         self.binary = binary
         self.programs = [DeviceProgram(p, binary.compute_config) for p in binary.programs]
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
-        self.constants = {k: to_torch(v) for k, v in binary.constants.items()}
+        self.constants = {k: to_torch(v, f"plan constant '{k}'") for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

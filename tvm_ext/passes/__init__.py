@@ -9,13 +9,15 @@ import tvm
 from tvm import relax
 
 from tvm_ext.passes.fold_constant_ops import FoldConstantOps, FoldRemainingConstants
-from tvm_ext.passes.fold_static_creation import FoldStaticCreation
+from tvm_ext.passes.fold_static_creation import FoldShapeOf, FoldStaticCreation
 
 RELAX_PIPELINE = [
     # Put every binding in normal form (explicit types, one call per binding).
     ("normalize", relax.transform.Normalize),
     # Remove trivial aliases and tuple round-trips the importers leave behind.
     ("canonicalize_bindings", relax.transform.CanonicalizeBindings),
+    # shape_of(x) with a static x -> its shape (ONNX shape arithmetic becomes static).
+    ("fold_shape_of", FoldShapeOf),
     # arange/full/zeros_like with static shapes -> constants (masks, position ids).
     ("fold_static_creation", FoldStaticCreation),
     # Evaluate calls on constants with the op registry's golden rules (fast) ...

@@ -56,3 +56,20 @@ def creation_value(call) -> np.ndarray | None:
 
 
 FoldStaticCreation = constant_folding_pass("FoldStaticCreation", lambda call, lookup: creation_value(call))
+
+
+def static_shape_of(call):
+    """shape_of(x) for a statically shaped x is a known shape: return it as a ShapeExpr."""
+    if call.op.name != "relax.shape_of":
+        return None
+    ty = call.args[0].ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return relax.ShapeExpr([int(d) for d in ty.shape.values])
+    except TypeError:
+        return None
+
+
+# Shape computations (ONNX Shape -> Gather -> Reshape ...) then fold like any constant.
+FoldShapeOf = constant_folding_pass("FoldShapeOf", lambda call, lookup: static_shape_of(call))

@@ -1,7 +1,7 @@
 """Make a named Relax module pass from a function that folds one op call to a value.
 
-`fold(call, lookup) -> numpy array | None`: return the call's value to replace it by a
-constant, or None to keep it. `lookup(var)` gives the expression a variable is bound
+`fold(call, lookup) -> numpy array | relax.Expr | None`: return the call's value (an
+array becomes a constant) or an expression to replace it by, or None to keep it. `lookup(var)` gives the expression a variable is bound
 to (so a rule can see through `lv = const`). Calls are visited after their arguments,
 so chains fold in one pass.
 """
@@ -23,6 +23,8 @@ def constant_folding_pass(name: str, fold):
             call = super().visit_call_(call)
             if isinstance(call.op, tvm.ir.Op):
                 value = fold(call, self.lookup_binding)
+                if isinstance(value, relax.Expr):
+                    return value
                 if value is not None:
                     return relax.const(value, str(value.dtype))
             return call
