@@ -28,15 +28,33 @@ def _resolve(arg, lookup):
     return bound if _is_const(bound) else None
 
 
+def _static_shape(arg, lookup):
+    """The static ShapeExpr an argument is, directly or through a variable bound to one; else None."""
+    if isinstance(arg, relax.Var):
+        arg = lookup(arg)
+    if isinstance(arg, relax.ShapeExpr) and all(isinstance(v, tvm.ir.prim.expr.IntImm) for v in arg.values):
+        return arg
+    return None
+
+
 def _const_args(call, lookup) -> bool:
-    """Every tensor argument is a constant (and there is at least one)."""
+    """Every tensor argument is a constant and every shape argument static (and there is one)."""
     tensors = [a for a in call.args if isinstance(a.ty, relax.TensorType)]
-    return bool(tensors) and all(_resolve(a, lookup) is not None for a in tensors)
+    shapes = [a for a in call.args if isinstance(a.ty, relax.ShapeType)]
+    if not tensors and not shapes:
+        return False
+    return all(_resolve(a, lookup) is not None for a in tensors) and \
+        all(_static_shape(a, lookup) is not None for a in shapes)
 
 
 # Ops with no Forge op that exporters still apply to constants (position ids, masks).
 HOST_EVAL = {
     "relax.gather_elements": lambda args, call: np.take_along_axis(args[0], args[1], axis=int(call.attrs.axis)),
+}
+# ... and ops on static shapes: fn(call, lookup).
+SHAPE_EVAL = {
+    "relax.shape_to_tensor": lambda call, lookup: np.array(
+        [int(v) for v in _static_shape(call.args[0], lookup).values], dtype="int64"),
 }
 
 
@@ -44,6 +62,8 @@ def fold_value(call, lookup) -> np.ndarray | None:
     """The value of `call` if all its tensor inputs are constants and a Forge op can evaluate it."""
     if not isinstance(call.op, tvm.ir.Op) or not isinstance(call.ty, relax.TensorType):
         return None
+    if call.op.name in SHAPE_EVAL:
+        return SHAPE_EVAL[call.op.name](call, lookup).astype(str(call.ty.dtype))
     host = HOST_EVAL.get(call.op.name)
     if host is not None:
         consts = [_resolve(a, lookup) for a in call.args if isinstance(a.ty, relax.TensorType)]
