@@ -272,20 +272,15 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
     from forge_fe import numerics
     from forge_fe.config import DataFormat
 
-    def products(x, w, conv_args=None):
-        total = None
-        for a, b in numerics.fidelity_terms(x, w, fidelity):
-            y = F.conv2d(a, b, None, *conv_args) if conv_args else torch.matmul(a, b)
-            total = y if total is None else total + y
-        return total
-
     def finish(y):
         return y if fp32_acc else numerics.round_bf16(y)
 
     if name == "ttir.conv2d":
         def conv(ins, a):
             x, pad = _pad_asymmetric(_nchw(ins[0]), a["padding"])
-            y = products(x, ins[1], (a["stride"], pad, a["dilation"], a["groups"]))
+            # conv is bilinear, so the fidelity's partial products sum like matmul's
+            y = sum(F.conv2d(xs, ws, None, a["stride"], pad, a["dilation"], a["groups"])
+                    for xs, ws in numerics.fidelity_terms(x, ins[1], fidelity))
             if len(ins) > 2:
                 y = y + ins[2].reshape(1, -1, 1, 1)
             return _nhwc(finish(y))
