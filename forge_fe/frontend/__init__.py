@@ -17,7 +17,7 @@ from forge_fe.errors import FrontendError
 
 @dataclass
 class ImportedModel:
-    framework: str                              # pytorch | onnx | forge
+    framework: str                              # pytorch | onnx | tensorflow | jax | forge
     name: str
     mod: object                                 # tvm.IRModule (None for forge modules)
     params: dict[str, np.ndarray]               # Relax weight param name -> value
@@ -47,11 +47,21 @@ def import_model(model, sample_inputs, module_name=None) -> ImportedModel:
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx") or type(model).__name__ == "ModelProto":
         from forge_fe.frontend.onnx import import_onnx
         return import_onnx(model, sample_inputs, module_name)
+    if _is_tensorflow(model):
+        from forge_fe.frontend.tf import import_tf
+        return import_tf(model, sample_inputs, module_name)
     if isinstance(model, (str, os.PathLike)):
         raise FrontendError(f"don't know how to import '{model}'",
-                            "pass an .onnx file path, a torch.nn.Module or an onnx.ModelProto")
+                            "pass an .onnx file, a TensorFlow SavedModel directory, a torch.nn.Module, "
+                            "an onnx.ModelProto, a keras.Model or a JAX-traceable callable")
+    if callable(model):
+        # Anything else callable is taken as a JAX function of its sample inputs (Flax modules
+        # bound to their variables included); jax.export says clearly when it isn't traceable.
+        from forge_fe.frontend.jax import import_jax
+        return import_jax(model, sample_inputs, module_name)
     raise FrontendError(f"unsupported model object of type {type(model).__module__}.{type(model).__name__}",
-                        "forge_fe.compile takes a torch.nn.Module, an onnx.ModelProto or .onnx path, "
+                        "forge_fe.compile takes a torch.nn.Module, an onnx.ModelProto or .onnx path, a keras.Model, "
+                        "tf.Module, tf.function or SavedModel directory, a JAX-traceable callable, "
                         "or a forge_fe ForgeModule")
 
 
@@ -61,3 +71,11 @@ def _maybe_torch_module(model):
         return None
     import torch
     return model if isinstance(model, torch.nn.Module) else None
+
+
+def _is_tensorflow(model) -> bool:
+    """keras.Model, tf.Module, a tf.function, or a SavedModel directory; checked without importing TF."""
+    if isinstance(model, (str, os.PathLike)):
+        return os.path.isdir(model) and os.path.exists(os.path.join(model, "saved_model.pb"))
+    mod = type(model).__module__ or ""
+    return mod.split(".")[0] in ("keras", "tensorflow", "tf_keras")
