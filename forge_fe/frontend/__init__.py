@@ -77,5 +77,6 @@ def _is_tensorflow(model) -> bool:
     """keras.Model, tf.Module, a tf.function, or a SavedModel directory; checked without importing TF."""
     if isinstance(model, (str, os.PathLike)):
         return os.path.isdir(model) and os.path.exists(os.path.join(model, "saved_model.pb"))
-    mod = type(model).__module__ or ""
-    return mod.split(".")[0] in ("keras", "tensorflow", "tf_keras")
+    # Subclassed keras models and tf.Modules live in user modules: look at the base classes.
+    return any((c.__module__ or "").split(".")[0] in ("keras", "tensorflow", "tf_keras")
+               for c in type(model).__mro__)
