@@ -17,13 +17,12 @@ JAX = ["jax==0.10.2", "jaxlib==0.10.2"]   # jaxlib's MLIR bindings parse our TTI
 EXTRAS = {
     "torch": ["transformers>=4.50"],
     "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
-    "tf": ["tensorflow-cpu>=2.16"],
+    # TensorFlow's own pins (protobuf, ml_dtypes) agree with jax 0.10.2 and onnx 1.23 at these versions.
+    "tf": ["tensorflow-cpu==2.21.0", "tflite==2.18.0"],
     "jax": JAX + ["flax>=0.12"],
     "test": ["pytest>=8"] + JAX,
 }
-# "all" is every frontend that exists today; TensorFlow joins when its frontend lands (a 600 MB
-# download would otherwise buy nothing).
-EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "jax") for p in EXTRAS[k]})
+EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "tf", "jax") for p in EXTRAS[k]})
 
 setup(
     name="forge_fe",
