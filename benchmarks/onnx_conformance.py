@@ -25,6 +25,9 @@ import warnings
 
 import numpy as np
 
+# run from a checkout without installing forge_fe
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 RUNNERS = ("forge", "ort", "tvm")
 _CASES: dict = {}
 

@@ -1,20 +1,46 @@
 """An `onnx.backend.base.Backend` on top of forge_fe, so ONNX's conformance suite can drive it.
 
-    rep = ForgeBackend.prepare(model)      # compiles with sample inputs of the declared shapes
-    outs = rep.run([x, y])                 # list of numpy arrays, one per graph output
+    rep = ForgeBackend.prepare(model)      # checks the model; compiles nothing yet
+    outs = rep.run([x, y])                 # compiles for these inputs (cached), then runs
 
-Sample inputs are random floats / zero integers of each graph input's declared
-shape and dtype (graph inputs that are also initializers are skipped; symbolic
-dims become 1).  forge_fe errors (`ForgeError`) propagate unchanged.
+forge_fe compiles for static shapes, so the model is compiled lazily at ``run()``
+for the shapes and dtypes of the inputs given there.  Inputs whose *values*
+decide shapes or axes (a Reshape's ``shape``, a Reduce's ``axes``, Resize's
+``scales``/``sizes``, TopK's ``k`` ...; see :data:`SHAPE_DECIDING_INPUTS`) are
+specialized: their values are baked into the model as constants before
+compiling.  The compiled model is cached per (input shapes, dtypes, values of
+the specialized inputs): calling ``run()`` again with other values of those
+inputs compiles again.  forge_fe errors (`ForgeError`) propagate unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 import forge_fe
-from forge_fe.errors import FrontendError
+from forge_fe.errors import FrontendError, InputError
+
+#: op_type -> positions of inputs whose values decide the output's shape (or
+#: the axes an op works on).  A graph input feeding one of these positions is
+#: specialized to its run-time value.
+SHAPE_DECIDING_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2),
+    "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Squeeze": (1,), "Unsqueeze": (1,),
+    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
+    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
+    "ReduceSumSquare": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "TopK": (1,), "OneHot": (1,),
+    "Split": (1,), "SplitToSequence": (1,), "CenterCropPad": (1, 2), "CumSum": (1,), "CumProd": (1,),
+    "Trilu": (1,), "AffineGrid": (1,), "Col2Im": (1, 2), "MaxUnpool": (2,), "Compress": (1,),
+    "DFT": (1, 2), "STFT": (1, 3), "HannWindow": (0,), "HammingWindow": (0,),
+    "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2, 3, 4), "EyeLike": (), "RandomNormalLike": (),
+    "NonMaxSuppression": (2, 3, 4), "SequenceAt": (1,), "SequenceErase": (1,), "SequenceInsert": (2,),
+}  # fmt: skip
+
+#: ops that pass a value through unchanged (in value, not necessarily dtype):
+#: a graph input reaching a shape-deciding position through them is specialized too
+_PASS_THROUGH = {"Cast", "Identity", "Concat", "Unsqueeze", "Squeeze", "Neg", "Abs"}
 
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -24,7 +50,7 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def sample_inputs(model: onnx.ModelProto, seed: int = 0) -> list[np.ndarray]:
-    """Arrays matching each runtime input's declared shape and dtype."""
+    """Arrays matching each runtime input's declared shape and dtype (symbolic dims become 1)."""
     rng = np.random.default_rng(seed)
     out = []
     for vi in graph_inputs(model):
@@ -32,7 +58,7 @@ def sample_inputs(model: onnx.ModelProto, seed: int = 0) -> list[np.ndarray]:
         if not t.HasField("tensor_type"):
             raise FrontendError(f"input '{vi.name}' has type {t.WhichOneof('value')}; only tensor inputs "
                                 f"are supported", "sequence, map and optional inputs are not supported yet")
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)
+        dtype = helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type)
         shape = [d.dim_value if d.HasField("dim_value") else 1 for d in t.tensor_type.shape.dim]
         if np.issubdtype(dtype, np.floating):
             out.append(rng.standard_normal(shape).astype(dtype))
@@ -41,17 +67,101 @@ def sample_inputs(model: onnx.ModelProto, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def _walk_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _walk_nodes(sub)
+
+
+def shape_deciding_inputs(model: onnx.ModelProto) -> list[str]:
+    """Names of the runtime inputs whose values decide shapes (see :data:`SHAPE_DECIDING_INPUTS`)."""
+    producers = {}
+    wanted: set[str] = set()
+    nodes = list(_walk_nodes(model.graph))
+    for node in nodes:
+        for out in node.output:
+            producers[out] = node
+        for pos in SHAPE_DECIDING_INPUTS.get(node.op_type, ()):
+            if pos < len(node.input) and node.input[pos]:
+                wanted.add(node.input[pos])
+    # follow pass-through producers back to graph inputs
+    stack, seen = list(wanted), set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producers.get(name)
+        if node is not None and node.op_type in _PASS_THROUGH:
+            stack.extend(i for i in node.input if i)
+    return [vi.name for vi in graph_inputs(model) if vi.name in seen]
+
+
+def specialize(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose inputs in ``values`` are constants with those values."""
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    graph = fresh.graph
+    keep = [vi for vi in graph.input if vi.name not in values]
+    del graph.input[:]
+    graph.input.extend(keep)
+    constants = [helper.make_node("Constant", [], [name], name=f"specialized_{name}",
+                                  value=numpy_helper.from_array(np.asarray(value), name))
+                 for name, value in values.items()]
+    nodes = constants + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return fresh
+
+
 class ForgeBackendRep(BackendRep):
-    def __init__(self, compiled, n_outputs: int):
-        self.compiled = compiled
-        self.n_outputs = n_outputs
+    """Compiles on first ``run()`` for the inputs given; one compiled model per input signature."""
+
+    def __init__(self, model: onnx.ModelProto, **compile_kwargs):
+        self.model = model
+        self.input_names = [vi.name for vi in graph_inputs(model)]
+        self.specialized = shape_deciding_inputs(model)
+        self.compile_kwargs = compile_kwargs
+        self._compiled: dict = {}
+
+    def _key(self, arrays: dict[str, np.ndarray]):
+        key = []
+        for name in self.input_names:
+            a = arrays[name]
+            key.append((name, a.shape, str(a.dtype), a.tobytes() if name in self.specialized else None))
+        return tuple(key)
+
+    def compiled_for(self, arrays: dict[str, np.ndarray]):
+        """The compiled model for these inputs (compiling it on first use)."""
+        key = self._key(arrays)
+        if key not in self._compiled:
+            model = self.model
+            if self.specialized:
+                model = specialize(model, {n: arrays[n] for n in self.specialized})
+            rest = [arrays[n] for n in self.input_names if n not in self.specialized]
+            self._compiled[key] = forge_fe.compile(model, rest, **self.compile_kwargs)
+        return self._compiled[key]
 
     def run(self, inputs, **kwargs):
-        if isinstance(inputs, np.ndarray):
-            inputs = [inputs]
-        elif isinstance(inputs, dict):
-            inputs = list(inputs.values())
-        res = self.compiled(*inputs)
+        if isinstance(inputs, dict):
+            arrays = {n: inputs[n] for n in self.input_names if n in inputs}
+        else:
+            if isinstance(inputs, np.ndarray):
+                inputs = [inputs]
+            arrays = dict(zip(self.input_names, inputs))
+        missing = [n for n in self.input_names if n not in arrays]
+        if missing:
+            raise InputError(f"the model takes inputs {self.input_names}; missing {missing}",
+                             "pass one array per graph input, in order or by name")
+        for name, value in arrays.items():
+            if not isinstance(value, np.ndarray):
+                raise InputError(f"input '{name}' is a {type(value).__name__}, not a tensor",
+                                 "sequence, map and optional inputs are not supported")
+        compiled = self.compiled_for(arrays)
+        rest = [arrays[n] for n in self.input_names if n not in self.specialized]
+        res = compiled(*rest)
         if isinstance(res, (tuple, list)):
             return [np.asarray(r) for r in res]
         return [np.asarray(res)]
@@ -61,8 +171,12 @@ class ForgeBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs) -> ForgeBackendRep:
         super().prepare(model, device, **kwargs)
-        compiled = forge_fe.compile(model, sample_inputs(model))
-        return ForgeBackendRep(compiled, len(model.graph.output))
+        for vi in graph_inputs(model):
+            kind = vi.type.WhichOneof("value")
+            if kind != "tensor_type":
+                raise FrontendError(f"input '{vi.name}' has type {kind}; only tensor inputs are supported",
+                                    "sequence, map and optional inputs are not supported yet")
+        return ForgeBackendRep(model, **kwargs)
 
     @classmethod
     def run_model(cls, model, inputs, device="CPU", **kwargs):
