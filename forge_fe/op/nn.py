@@ -95,13 +95,15 @@ def _conv2d_lower(e, ins, a, shape, out):
 
 def _conv2d_from_relax(call):
     at = call.attrs
-    if at.data_layout != "NCHW" or at.kernel_layout != "OIHW":
-        raise NotOnDevice(f"conv2d layout {at.data_layout}/{at.kernel_layout} (device lowering takes NCHW/OIHW)")
+    if at.data_layout not in ("NCHW", "NHWC") or at.out_layout != at.data_layout or at.kernel_layout != "OIHW":
+        raise NotOnDevice(f"conv2d layout {at.data_layout}/{at.kernel_layout} (device lowering takes "
+                          "NCHW or NHWC with OIHW)")
     pad = ints(at.padding)
     if len(pad) == 2:
         pad = [pad[0], pad[1], pad[0], pad[1]]
+    layout = {"layout": "NHWC"} if at.data_layout == "NHWC" else {}   # channels-last models (Keras) as they are
     return relax_tensor_args(call), {"stride": ints(at.strides), "padding": pad,
-                                     "dilation": ints(at.dilation), "groups": int(at.groups)}
+                                     "dilation": ints(at.dilation), "groups": int(at.groups), **layout}
 
 
 conv2d = defop("conv2d", **layout_aware(_conv2d_shape, _conv2d_golden, _conv2d_lower), relax=("relax.nn.conv2d",), from_relax=_conv2d_from_relax,
@@ -151,7 +153,7 @@ def _pool_lower(ttir_name):
 def _pool_from_relax(avg):
     def from_relax(call):
         at = call.attrs
-        if at.layout != "NCHW":
+        if at.layout not in ("NCHW", "NHWC") or at.out_layout != at.layout:
             raise NotOnDevice(f"pool layout {at.layout}")
         pad = ints(at.padding)
         if len(pad) == 2:
@@ -162,6 +164,8 @@ def _pool_from_relax(avg):
                  "padding": pad, "ceil_mode": bool(at.ceil_mode)}
         if avg:
             attrs["count_include_pad"] = bool(at.count_include_pad)
+        if at.layout == "NHWC":
+            attrs["layout"] = "NHWC"
         return relax_tensor_args(call), attrs
     return from_relax
 
