@@ -156,6 +156,8 @@ class ForgeBackendRep(BackendRep):
             raise InputError(f"the model takes inputs {self.input_names}; missing {missing}",
                              "pass one array per graph input, in order or by name")
         for name, value in arrays.items():
+            if isinstance(value, np.generic):  # 0-d inputs arrive as numpy scalars
+                arrays[name] = value = np.asarray(value)
             if not isinstance(value, np.ndarray):
                 raise InputError(f"input '{name}' is a {type(value).__name__}, not a tensor",
                                  "sequence, map and optional inputs are not supported")

@@ -404,6 +404,41 @@ def _shape_to_tensor(value):
     return relax.op.shape_to_tensor(value)
 
 
+#: constant results up to this many elements are folded while importing
+MAX_FOLDED_ELEMENTS = 1 << 16
+
+
+def _fold_if_constant(bb, out):
+    """A converter's result computed only from constants, as a constant.
+
+    TVM's converters build ops on constants without folding them (shape
+    arithmetic in ONNX function bodies: ``Where``/``Concat`` of shape pieces
+    that then feed a ``Reshape``/``Expand``).  Left as ops, the consumer sees
+    a runtime tensor and emits a dynamic ``tensor_to_shape``; folded, it sees
+    the static shape.  Evaluated with the forge op registry's golden rules
+    (ops it lacks are left alone).
+    """
+    if not isinstance(out, relax.Call) or not isinstance(out.ty, relax.TensorType):
+        return out
+    shape = out.ty.shape
+    if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape.values):
+        return out
+    if int(np.prod([int(d) for d in shape.values], dtype=np.int64)) > MAX_FOLDED_ELEMENTS:
+        return out
+    from tvm_ext.passes.fold_constant_ops import _const_args, fold_value
+
+    lookup = bb.lookup_binding
+    try:
+        if not _const_args(out, lookup):
+            return out
+        value = fold_value(out, lookup)
+    except Exception:  # noqa: BLE001 - folding is an optimization; keep the op
+        return out
+    if value is None:
+        return out
+    return relax.const(value, str(value.dtype))
+
+
 class _GuardedConverter:
     """Stands in for a converter class in the map.
 
@@ -431,6 +466,7 @@ class _GuardedConverter:
                     out = bb.normalize(out)
                     if name in tensor_output_nodes and isinstance(out.ty, relax.ShapeType):
                         out = bb.normalize(_shape_to_tensor(out))
+                    out = _fold_if_constant(bb, out)
                 return out
             except ConverterFailure:
                 raise
@@ -442,8 +478,11 @@ class _GuardedConverter:
 
 def convert_map() -> dict:
     """TVM's converter map with our fixes applied (unguarded)."""
+    from .onnx_extra_converters import EXTRA_CONVERTERS
+
     merged = dict(_ORIGINAL_GET_CONVERT_MAP())
     merged.update(FIXED_CONVERTERS)
+    merged.update(EXTRA_CONVERTERS)
     return merged
 
 
