@@ -11,9 +11,10 @@ from forge_fe.errors import ForgeError
 from forge_fe.version import __version__
 from forge_fe.compiled import CompiledModel, load
 from forge_fe.verify import verify
+from forge_fe import optim
 
 __all__ = ["compile", "load", "verify", "CompiledModel", "CompilerConfig", "CompileDepth", "DataFormat",
-           "MathFidelity", "ForgeError", "__version__"]
+           "MathFidelity", "ForgeError", "__version__", "optim"]
 
 
 def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,
@@ -31,7 +32,7 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
     elif not isinstance(sample_inputs, list):
         sample_inputs = [sample_inputs]
     ctx = CompileContext(model=model, sample_inputs=sample_inputs, cfg=cfg, module_name=module_name,
-                         training=training)
+                         training=training, optimizer=optimizer)
     run_pipeline(ctx, progress=progress)
     segs = []
     if ctx.binary is not None:

@@ -75,6 +75,8 @@ def build_binary(ctx) -> bm.Binary:
     programs, cpu_segments, plan, constants = [], [], [], {}
     inputs = [bm.TensorDesc(n, tuple(s), d) for n, s, d in imp.input_specs]
 
+    training = {}
+
     def add_device_programs(unit, activation_names):
         ce_names = []
         for prog, graph in unit.lowered:
@@ -83,9 +85,11 @@ def build_binary(ctx) -> bm.Binary:
             if prog.private:
                 ce_names = [f"{unit.name}.ce.{o.name}" for o in graph.outputs]
                 plan.append(bm.Step("device", idx, [], ce_names))
-            else:
+            elif unit.autograd is None:
                 out_names = unit.out_names
                 plan.append(bm.Step("device", idx, activation_names + ce_names, out_names))
+            else:
+                _add_training_program(training, unit, prog, graph, idx, activation_names + ce_names, plan, constants)
 
     if ctx.partition is None:          # a ForgeModule: one device unit, inputs in call order
         unit = ctx.units[0]
@@ -127,6 +131,10 @@ def build_binary(ctx) -> bm.Binary:
                 outputs.append(names(o))
 
     meta = {"tree": imp.output_structure, "dtypes": imp.output_dtypes, "torch_io": imp.torch_io}
+    if training:
+        if ctx.optimizer is not None:
+            training["optimizer_config"] = ctx.optimizer.config()
+        meta["training"] = training
     debug = {"ttir.mlir": ctx.ttir_text}
     if ctx.partition is not None:
         debug["placement.json"] = json.dumps(placement_rows(ctx.partition.placements))
@@ -137,3 +145,42 @@ def build_binary(ctx) -> bm.Binary:
                      output_structure=structure.dumps(meta), debug=debug, model_name=ctx.name,
                      compute_config={"math_fidelity": ctx.cfg.math_fidelity.name,
                                      "fp32_dest_acc_en": bool(ctx.cfg.fp32_dest_acc_en)})
+
+
+def _plan_name(unit, node, joint_inputs: list[str]) -> str:
+    """The plan value a training program's input or output node stands for (see passes/autograd.py)."""
+    if "plan_name" in node.meta:                       # optimizer programs name their values directly
+        return node.meta["plan_name"]
+    if node.meta.get("trainable"):
+        return f"param:{node.name}"
+    if node.meta.get("grad_of_output") is not None:
+        return f"{unit.out_names[node.meta['grad_of_output']]}.grad"
+    kind, key = node.meta["plan_key"]
+    if kind == "input":
+        return joint_inputs[key]
+    if kind == "output":
+        return unit.out_names[key]
+    return f"{unit.name}.saved.{key}"
+
+
+def _add_training_program(training: dict, unit, prog, graph, idx: int, joint_inputs: list[str], plan, constants):
+    """Forward (also a plan step, so calling the model runs it), backward and optimizer programs;
+    `training` (stored in the binary's metadata) says which is which and names their values."""
+    ins = [_plan_name(unit, n, joint_inputs) for n in graph.inputs]
+    if prog.name.endswith("_forward"):
+        outs = unit.out_names + [f"{unit.name}.saved.{n}" for n in unit.saved]
+        plan.append(bm.Step("device", idx, ins, outs))
+        params = [p for p in unit.autograd.params]
+        for p in params:
+            constants[f"param:{p.name}"] = p.value      # initial weights; the runtime keeps the current ones
+        training["params"] = [{"name": p.name, "plan": f"param:{p.name}", "shape": list(p.shape)} for p in params]
+        training["grad_outputs"] = [None if g is None else f"{unit.out_names[i]}.grad"
+                                    for i, g in enumerate(unit.autograd.grad_inputs)]
+        role = "forward"
+    elif prog.name.endswith("_backward"):
+        outs = [f"grad:{n}" for n in unit.autograd.grad_params]
+        role = "backward"
+    else:
+        outs = [_plan_name(unit, n, joint_inputs) for n in graph.outputs]
+        role = "optimizer"
+    training[role] = {"program": idx, "inputs": ins, "outputs": outs}

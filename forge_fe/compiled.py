@@ -33,6 +33,13 @@ class CompiledModel:
         self._tree = meta.get("tree")
         self._out_dtypes = meta.get("dtypes", [])
         self.torch_io = meta.get("torch_io", False)
+        self._trainer = None            # training binaries: forge_fe.training.Trainer
+        if meta.get("training"):
+            from forge_fe.training import Trainer
+            self._trainer = Trainer(self, meta["training"])
+            optimizer = getattr(context, "optimizer", None)
+            if optimizer is not None:
+                optimizer.attach(self)
 
     @property
     def executor(self) -> Executor:
@@ -68,8 +75,15 @@ class CompiledModel:
         if self.binary is None:
             raise CompileStopped("runtime", f"compilation stopped after stage '{self.report.stopped_after}'; "
                                  "there is no binary to run", "compile with CompileDepth.FULL to run the model")
-        with torch.no_grad():
-            outs = self.executor.run(self._check_inputs(inputs))
+        if self._trainer is not None and torch.is_grad_enabled():
+            from forge_fe.training import DeviceFunction
+            ins = self._check_inputs(inputs)
+            outs = DeviceFunction.apply(self._trainer, len(ins), *ins, *self._trainer.params.values())
+        elif self._trainer is not None:
+            outs = self._trainer.forward(self._check_inputs(inputs), list(self._trainer.params.values()))[0]
+        else:
+            with torch.no_grad():
+                outs = self.executor.run(self._check_inputs(inputs))
         fixed = []
         for i, o in enumerate(outs):
             want = self._out_dtypes[i] if i < len(self._out_dtypes) else None
@@ -79,6 +93,46 @@ class CompiledModel:
         if self._tree:
             return structure.unflatten(self._tree, fixed)
         return fixed[0] if len(fixed) == 1 else tuple(fixed)
+
+    # ---- training (models compiled with training=True) ----
+    def _training(self, what: str):
+        if self._trainer is None:
+            raise CompileStopped("runtime", f"{what} needs a model compiled with training=True",
+                                 "forge_fe.compile(model, inputs, training=True, optimizer=...)")
+        return self._trainer
+
+    def named_parameters(self):
+        """(torch name, tensor) of every trained parameter; gradients land in their `.grad`."""
+        return iter(self._training("named_parameters()").params.items())
+
+    def parameters(self):
+        return iter(self._training("parameters()").params.values())
+
+    def state_dict(self) -> dict:
+        """The current parameters under the torch model's names (copies)."""
+        return {n: p.detach().clone() for n, p in self._training("state_dict()").params.items()}
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Set parameters from `state` (torch names -> tensors or arrays)."""
+        params = self._training("load_state_dict()").params
+        unexpected = sorted(set(state) - set(params))
+        missing = sorted(set(params) - set(state))
+        if strict and (unexpected or missing):
+            raise InputError(f"load_state_dict: missing parameters {missing[:5]}, unexpected keys {unexpected[:5]}",
+                             "pass strict=False to load a subset or to skip extra keys (e.g. batch-norm buffers)")
+        for n in params:
+            if n not in state:
+                continue
+            value = to_torch(state[n], f"state_dict entry '{n}'")
+            if tuple(value.shape) != tuple(params[n].shape):
+                raise InputError(f"load_state_dict: '{n}' has shape {list(value.shape)}, the model's parameter "
+                                 f"has {list(params[n].shape)}", "load weights of the compiled model's architecture")
+            with torch.no_grad():
+                params[n].copy_(value.to(params[n].dtype))
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
 
     def save(self, path: str):
         if self.binary is None:

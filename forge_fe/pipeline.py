@@ -33,6 +33,8 @@ class DeviceUnit:
     programs: list = field(default_factory=list)   # [(program name, graph, private)]
     lowered: list = field(default_factory=list)    # [(binary Program, graph)] after lower_to_ttir
     out_names: list = field(default_factory=list)  # plan value names of the forward program's outputs
+    autograd: object = None                # passes.autograd.Autograd (training)
+    saved: list = field(default_factory=list)      # names of forward values the backward program reads
 
 
 @dataclass
@@ -42,6 +44,7 @@ class CompileContext:
     cfg: CompilerConfig
     module_name: str | None
     training: bool = False
+    optimizer: object = None               # forge_fe.optim.Optimizer (training)
     imported: ImportedModel | None = None
     mod: object = None
     partition: object = None
@@ -71,7 +74,7 @@ class CompileContext:
 # ---- stages -------------------------------------------------------------------------
 
 def stage_import(ctx):
-    ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name)
+    ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
     ctx.mod = ctx.imported.mod
     if ctx.mod is not None:
         ctx.dump("01_relax_imported.py", ctx.mod.script(show_meta=False))
@@ -147,19 +150,35 @@ def stage_consteval(ctx):
     if not ctx.cfg.enable_consteval:
         return
     for u in ctx.units:
-        u.consteval = consteval.split_consteval(u.graph)
+        # Training: trainable parameters change every step, so only frozen weights fold.
+        u.consteval = consteval.split_consteval(u.graph, frozen_only=ctx.training)
     _dump_graphs(ctx, "07_consteval.txt", consteval=True)
 
 
 def stage_autograd(ctx):
-    if ctx.training:
-        raise CompileError("autograd", "training is not supported yet",
-                           "compile with training=False; training support is tracked as its own issue")
+    if not ctx.training:
+        return
+    from forge_fe.passes import autograd
+    cpu = [s.name for s in ctx.partition.segments if s.kind != "device"] if ctx.partition is not None else []
+    if cpu or len(ctx.units) != 1:
+        ops = sorted({f"{p.op} ({p.reason})" for p in ctx.partition.placements if p.where != "device"}) \
+            if ctx.partition else []
+        raise CompileError("autograd", f"training needs the whole model on the device, but {len(cpu)} segment(s) "
+                           f"run on the CPU ({', '.join(cpu)}; ops: {', '.join(ops) or '-'})",
+                           "remove these ops from cpu_fallback_ops, or train a model whose ops the device supports "
+                           "(the placement report, 03_placement.txt, says why each op fell back)")
+    for u in ctx.units:
+        u.autograd = autograd.build_backward(u.graph)
+    _dump_graphs(ctx, "08_autograd.txt")
 
 
 def stage_post_autograd(ctx):
-    # Decomposes backward-only ops; inference graphs have none.
-    return
+    # Decompositions and no-op removal over the joint forward + backward graph.
+    for u in ctx.units:
+        if u.autograd is not None:
+            post_initial.decompose(u.graph)
+            post_initial.remove_noops(u.graph)
+    _dump_graphs(ctx, "09_post_autograd.txt")
 
 
 def stage_pre_lowering(ctx):
@@ -177,7 +196,20 @@ def stage_graph_split(ctx):
     for u in ctx.units:
         if u.consteval is not None:
             u.programs.append((f"{u.name}_const_eval", u.consteval, True))
-        u.programs.append((f"{u.name}_forward", u.graph, False))
+        if u.autograd is None:
+            u.programs.append((f"{u.name}_forward", u.graph, False))
+            continue
+        from forge_fe.passes import autograd
+        fwd, bwd = autograd.split_forward_backward(u.graph, u.autograd)
+        u.saved = [o.name for o in fwd.outputs[u.autograd.num_outputs:]]
+        u.programs += [(f"{u.name}_forward", fwd, False), (f"{u.name}_backward", bwd, False)]
+        if ctx.optimizer is not None:
+            params = [(p.name, p.shape, p.dtype) for p in u.autograd.params if p.name in u.autograd.grad_params]
+            opt = ctx.optimizer.build_graph(params, f"{u.name}_optimizer")
+            pre_lowering.equalize_ranks(opt)
+            opt.toposort()
+            pre_lowering.verify_shapes(opt)
+            u.programs.append((f"{u.name}_optimizer", opt, False))
     ctx.dump("11_graph_split.txt", "\n".join(f"{u.name}: " + ", ".join(
         f"{n}{' (private)' if p else ''} [{len(g.op_nodes())} ops]" for n, g, p in u.programs) for u in ctx.units) + "\n")
 

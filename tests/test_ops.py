@@ -55,6 +55,17 @@ CASES = {
     "max": ([((2, 3, 4), F32)], {"dims": [1, 2], "keep_dim": False}),
     "min": ([((2, 3, 4), F32)], {"dims": [2], "keep_dim": True}),
     "prod": ([((2, 3, 4), F32)], {"dims": [2], "keep_dim": False}),
+    # gradient ops (training)
+    "conv2d_input_grad": ([((1, 6, 5, 6), F32), ((6, 4, 3, 3), F32)],
+                          {"stride": [2, 1], "padding": [1, 0, 2, 1], "dilation": [1, 2], "groups": 1,
+                           "input_shape": [1, 4, 9, 9]}),
+    "conv2d_weight_grad": ([((1, 4, 9, 9), F32), ((1, 6, 5, 6), F32)],
+                           {"stride": [2, 1], "padding": [1, 0, 2, 1], "dilation": [1, 2], "groups": 1,
+                            "weight_shape": [6, 4, 3, 3]}),
+    "max_pool2d_grad": ([((1, 3, 9, 9), F32), ((1, 3, 5, 5), F32)],
+                        {"kernel": [3, 3], "stride": [2, 2], "dilation": [1, 1], "padding": [1, 1, 1, 1],
+                         "ceil_mode": False}),
+    "embedding_grad": ([((2, 3), "int64"), ((10, 4), F32), ((2, 3, 4), F32)], {}),
 }
 # Ops that are always decomposed before lowering (checked through their decomposition instead).
 DECOMPOSED = {"batch_norm"}

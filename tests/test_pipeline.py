@@ -214,12 +214,6 @@ def test_generated_names_trace_to_the_torch_model(compiled_cnn):
     assert 'loc("conv_conv2d' in (dump / "12_ttir.mlir").read_text()
 
 
-def test_training_is_refused_clearly(cnn):
-    model, ins = cnn
-    with pytest.raises(ForgeError, match=r"\[forge_fe:autograd\] training is not supported yet"):
-        forge_fe.compile(model, ins, training=True)
-
-
 def test_malformed_onnx_is_a_frontend_error(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper

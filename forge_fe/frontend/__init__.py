@@ -35,7 +35,7 @@ def _module_name(model, default):
     return type(model).__name__ if model is not None and not isinstance(model, (str, os.PathLike)) else default
 
 
-def import_model(model, sample_inputs, module_name=None) -> ImportedModel:
+def import_model(model, sample_inputs, module_name=None, training: bool = False) -> ImportedModel:
     from forge_fe.module import ForgeModule
     if isinstance(model, ForgeModule):
         from forge_fe.frontend.forge import import_forge
@@ -43,7 +43,7 @@ def import_model(model, sample_inputs, module_name=None) -> ImportedModel:
     torch_mod = _maybe_torch_module(model)
     if torch_mod is not None:
         from forge_fe.frontend.torch import import_torch
-        return import_torch(model, sample_inputs, module_name)
+        return import_torch(model, sample_inputs, module_name, training=training)
     if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx") or type(model).__name__ == "ModelProto":
         from forge_fe.frontend.onnx import import_onnx
         return import_onnx(model, sample_inputs, module_name)

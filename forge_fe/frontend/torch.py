@@ -82,14 +82,19 @@ def _import_with_sources(ep):
     return mod, sources
 
 
-def import_torch(model: torch.nn.Module, sample_inputs, module_name=None) -> ImportedModel:
+def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, training: bool = False) -> ImportedModel:
     from tvm import relax
 
     inputs = _as_tensors(sample_inputs)
-    model = model.eval()
+    # Training captures train-mode semantics (batch norm on batch statistics).
+    model = model.train(training)
+    buffers = {k: v.clone() for k, v in model.named_buffers()} if training else {}
     with torch.no_grad():
         try:
             golden_out = model(*inputs)
+            for k, v in model.named_buffers():   # the sample run must not move running statistics
+                if k in buffers:
+                    v.copy_(buffers[k])
         except Exception as exc:
             raise FrontendError(f"the model failed on its sample inputs: {exc}",
                                 "check the sample inputs' shapes and dtypes against model.forward") from exc

@@ -4,6 +4,7 @@ Most are one line thanks to the `unary`/`binary` family factories.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from forge_fe.op.registry import (NotOnDevice, TensorType, broadcast_shape, defop, relax_attrs,
@@ -21,40 +22,85 @@ def torch_dtype(dtype: str) -> torch.dtype:
 
 # ---- unary --------------------------------------------------------------------------
 
-def unary(name, fn, relax=(), ttir=None, attrs_fn=None, from_relax=None, doc=""):
-    """y = fn(x) elementwise; lowers to `ttir.<name>` unless told otherwise."""
+def unary(name, fn, relax=(), ttir=None, attrs_fn=None, from_relax=None, backward=None, doc=""):
+    """y = fn(x) elementwise; lowers to `ttir.<name>` unless told otherwise.
+
+    `backward(d, x, y, g) -> dL/dx` builds the input gradient from ops (`d.op`, `d.const`)."""
+    rule = (lambda d: [backward(d, d.x[0], d.y, d.grad)]) if backward else None
     return defop(name, shape=same_as_first, golden=lambda ins, a: fn(ins[0], **a),
                  lower=simple_lower(ttir or f"ttir.{name}", attrs_fn), relax=relax,
-                 from_relax=from_relax or relax_attrs(), doc=doc)
+                 from_relax=from_relax or relax_attrs(), backward=rule, doc=doc)
 
 
-relu = unary("relu", lambda x: torch.relu(x), relax=("relax.nn.relu",))
-sigmoid = unary("sigmoid", torch.sigmoid, relax=("relax.sigmoid",))
-tanh = unary("tanh", torch.tanh, relax=("relax.tanh",))
-exp = unary("exp", torch.exp, relax=("relax.exp",))
-log = unary("log", torch.log, relax=("relax.log",))
-sqrt = unary("sqrt", torch.sqrt, relax=("relax.sqrt",))
-rsqrt = unary("rsqrt", torch.rsqrt, relax=("relax.rsqrt",))
-neg = unary("neg", torch.neg, relax=("relax.negative",))
-abs_ = unary("abs", torch.abs, relax=("relax.abs",))
-erf = unary("erf", torch.erf, relax=("relax.erf",))
-sin = unary("sin", torch.sin, relax=("relax.sin",))
-cos = unary("cos", torch.cos, relax=("relax.cos",))
-floor = unary("floor", torch.floor, relax=("relax.floor",))
-ceil = unary("ceil", torch.ceil, relax=("relax.ceil",))
-sign = unary("sign", torch.sign, relax=("relax.sign",))
-reciprocal = unary("reciprocal", torch.reciprocal)
+def _mul(d, *xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = d.op(multiply, out, x)
+    return out
+
+
+def _where_positive(d, x, g, otherwise):
+    return d.op(where, d.op(greater, x, d.const(0.0, x.dtype)), g, otherwise)
+
+
+def _gelu_grad(d, x, y, g):
+    """exact: Phi(x) + x * phi(x); tanh: 0.5(1+t) + 0.5 x (1-t^2) c (1 + 3k x^2), t = tanh(c(x + k x^3))."""
+    c = lambda v: d.const(v)
+    if d.node.attrs.get("approximate") == "tanh":
+        k, s = 0.044715, float(np.sqrt(2 / np.pi))
+        x2 = _mul(d, x, x)
+        t = d.op(tanh, _mul(d, c(s), d.op(add, x, _mul(d, c(k), x2, x))))
+        one_t = d.op(add, c(0.5), _mul(d, c(0.5), t))
+        inner = _mul(d, c(0.5 * s), x, d.op(subtract, c(1.0), _mul(d, t, t)), d.op(add, c(1.0), _mul(d, c(3 * k), x2)))
+        return _mul(d, g, d.op(add, one_t, inner))
+    cdf = d.op(add, c(0.5), _mul(d, c(0.5), d.op(erf, _mul(d, x, c(float(1 / np.sqrt(2)))))))
+    pdf = _mul(d, d.op(exp, _mul(d, c(-0.5), x, x)), c(float(1 / np.sqrt(2 * np.pi))))
+    return _mul(d, g, d.op(add, cdf, _mul(d, x, pdf)))
+
+
+def _silu_grad(d, x, y, g):
+    """s (1 + x (1 - s)), s = sigmoid(x)"""
+    s = d.op(sigmoid, x)
+    return _mul(d, g, s, d.op(add, d.const(1.0), _mul(d, x, d.op(subtract, d.const(1.0), s))))
+
+
+relu = unary("relu", lambda x: torch.relu(x), relax=("relax.nn.relu",),
+             backward=lambda d, x, y, g: _where_positive(d, x, g, d.const(0.0)))
+sigmoid = unary("sigmoid", torch.sigmoid, relax=("relax.sigmoid",),
+                backward=lambda d, x, y, g: _mul(d, g, y, d.op(subtract, d.const(1.0), y)))
+tanh = unary("tanh", torch.tanh, relax=("relax.tanh",),
+             backward=lambda d, x, y, g: _mul(d, g, d.op(subtract, d.const(1.0), _mul(d, y, y))))
+exp = unary("exp", torch.exp, relax=("relax.exp",), backward=lambda d, x, y, g: _mul(d, g, y))
+log = unary("log", torch.log, relax=("relax.log",), backward=lambda d, x, y, g: d.op(divide, g, x))
+sqrt = unary("sqrt", torch.sqrt, relax=("relax.sqrt",),
+             backward=lambda d, x, y, g: d.op(divide, _mul(d, g, d.const(0.5)), y))
+rsqrt = unary("rsqrt", torch.rsqrt, relax=("relax.rsqrt",),
+              backward=lambda d, x, y, g: _mul(d, g, d.const(-0.5), y, y, y))
+neg = unary("neg", torch.neg, relax=("relax.negative",), backward=lambda d, x, y, g: d.op(neg, g))
+abs_ = unary("abs", torch.abs, relax=("relax.abs",), backward=lambda d, x, y, g: _mul(d, g, d.op(sign, x)))
+erf = unary("erf", torch.erf, relax=("relax.erf",),
+            backward=lambda d, x, y, g: _mul(d, g, d.const(float(2 / np.sqrt(np.pi))),
+                                             d.op(exp, d.op(neg, _mul(d, x, x)))))
+sin = unary("sin", torch.sin, relax=("relax.sin",), backward=lambda d, x, y, g: _mul(d, g, d.op(cos, x)))
+cos = unary("cos", torch.cos, relax=("relax.cos",),
+            backward=lambda d, x, y, g: d.op(neg, _mul(d, g, d.op(sin, x))))
+# Piecewise-constant functions: zero gradient almost everywhere (as torch).
+floor = unary("floor", torch.floor, relax=("relax.floor",), backward=lambda d, x, y, g: None)
+ceil = unary("ceil", torch.ceil, relax=("relax.ceil",), backward=lambda d, x, y, g: None)
+sign = unary("sign", torch.sign, relax=("relax.sign",), backward=lambda d, x, y, g: None)
+reciprocal = unary("reciprocal", torch.reciprocal, backward=lambda d, x, y, g: d.op(neg, _mul(d, g, y, y)))
 logical_not = unary("logical_not", torch.logical_not, relax=("relax.logical_not",))
-silu = unary("silu", torch.nn.functional.silu, relax=("relax.nn.silu",))
+silu = unary("silu", torch.nn.functional.silu, relax=("relax.nn.silu",), backward=_silu_grad)
 gelu = unary("gelu", lambda x, approximate="none": torch.nn.functional.gelu(x, approximate=approximate),
              relax=("relax.nn.gelu", "relax.nn.gelu_tanh"),
              attrs_fn=lambda a: {"approximate": E.Str("tanh")} if a.get("approximate") == "tanh" else {},
              from_relax=lambda c: (relax_tensor_args(c),
                                    {"approximate": "tanh" if c.op.name.endswith("tanh") else "none"}),
-             doc="gelu(x) = x * Phi(x); 'tanh' uses the tanh approximation")
+             backward=_gelu_grad, doc="gelu(x) = x * Phi(x); 'tanh' uses the tanh approximation")
 leaky_relu = unary("leaky_relu", lambda x, alpha: torch.nn.functional.leaky_relu(x, alpha),
                    relax=("relax.nn.leakyrelu",), attrs_fn=lambda a: {"parameter": E.F32(a["alpha"])},
-                   from_relax=lambda c: (relax_tensor_args(c), {"alpha": float(c.attrs.alpha)}))
+                   from_relax=lambda c: (relax_tensor_args(c), {"alpha": float(c.attrs.alpha)}),
+                   backward=lambda d, x, y, g: _where_positive(d, x, g, _mul(d, g, d.const(d.node.attrs["alpha"]))))
 
 
 def _clip_from_relax(call):
@@ -65,9 +111,17 @@ def _clip_from_relax(call):
         raise NotOnDevice("clip bounds are not static")
 
 
+def _clip_grad(d, x, y, g):
+    """g where min <= x <= max, else 0"""
+    a = d.node.attrs
+    inside = d.op(logical_and, d.op(greater_equal, x, d.const(a["min"], x.dtype)),
+                  d.op(less_equal, x, d.const(a["max"], x.dtype)))
+    return d.op(where, inside, g, d.const(0.0))
+
+
 clip = unary("clip", lambda x, min, max: torch.clamp(x, min, max), relax=("relax.clip",),
              ttir="ttir.clamp_scalar", attrs_fn=lambda a: {"min": E.F32(a["min"]), "max": E.F32(a["max"])},
-             from_relax=_clip_from_relax)
+             from_relax=_clip_from_relax, backward=_clip_grad)
 
 
 # ---- cast ---------------------------------------------------------------------------
@@ -77,6 +131,7 @@ cast = defop(
     golden=lambda ins, a: ins[0].to(torch_dtype(a["dtype"])),
     lower=simple_lower("ttir.typecast"), relax=("relax.astype",),
     from_relax=relax_attrs(lambda c: {"dtype": str(c.attrs.dtype)}),
+    backward=lambda d: [d.op(cast, d.grad, dtype=d.x[0].dtype)],
     doc="Convert element type. On the device int64 is si32 and bool is bf16 0/1.")
 
 
@@ -88,20 +143,43 @@ def _binary_shape(out_dtype=None):
     return shape
 
 
-def binary(name, fn, relax=(), ttir=None, out_dtype=None, doc=""):
-    """z = fn(x, y) elementwise with numpy broadcasting."""
+def binary(name, fn, relax=(), ttir=None, out_dtype=None, backward=None, doc=""):
+    """z = fn(x, y) elementwise with numpy broadcasting.
+
+    `backward(d, x, y, z, g) -> (dL/dx, dL/dy)` at z's shape; the rule sums them back to x's and
+    y's shapes over the broadcast dims."""
+    def rule(d):
+        (x, y), needs = d.x, d.needs
+        gx, gy = backward(d, x, y, d.y, d.grad)
+        return [d.unbroadcast(gx, x.shape) if needs[0] and gx is not None else None,
+                d.unbroadcast(gy, y.shape) if needs[1] and gy is not None else None]
     return defop(name, shape=_binary_shape(out_dtype), golden=lambda ins, a: fn(ins[0], ins[1]),
-                 lower=simple_lower(ttir or f"ttir.{name}"), relax=relax, from_relax=relax_attrs(), doc=doc)
+                 lower=simple_lower(ttir or f"ttir.{name}"), relax=relax, from_relax=relax_attrs(),
+                 backward=rule if backward else None, doc=doc)
 
 
-add = binary("add", torch.add, relax=("relax.add",))
-subtract = binary("subtract", torch.sub, relax=("relax.subtract",))
-multiply = binary("multiply", torch.mul, relax=("relax.multiply",))
+def _select_grad(d, first_wins, g):
+    """Send g to the operand that won the comparison (ties go to the first)."""
+    zero = d.const(0.0)
+    return d.op(where, first_wins, g, zero), d.op(where, first_wins, zero, g)
+
+
+add = binary("add", torch.add, relax=("relax.add",), backward=lambda d, x, y, z, g: (g, g))
+subtract = binary("subtract", torch.sub, relax=("relax.subtract",),
+                  backward=lambda d, x, y, z, g: (g, d.op(neg, g)))
+multiply = binary("multiply", torch.mul, relax=("relax.multiply",),
+                  backward=lambda d, x, y, z, g: (d.op(multiply, g, y), d.op(multiply, g, x)))
 divide = binary("divide", lambda x, y: torch.div(x, y) if x.is_floating_point() else torch.div(x, y, rounding_mode="trunc"),
-                relax=("relax.divide",), ttir="ttir.div")
-maximum = binary("maximum", torch.maximum, relax=("relax.maximum",))
-minimum = binary("minimum", torch.minimum, relax=("relax.minimum",))
-power = binary("power", torch.pow, relax=("relax.power",), ttir="ttir.pow")
+                relax=("relax.divide",), ttir="ttir.div",
+                backward=lambda d, x, y, z, g: (d.op(divide, g, y), d.op(neg, d.op(divide, d.op(multiply, g, z), y))))
+maximum = binary("maximum", torch.maximum, relax=("relax.maximum",),
+                 backward=lambda d, x, y, z, g: _select_grad(d, d.op(greater_equal, x, y), g))
+minimum = binary("minimum", torch.minimum, relax=("relax.minimum",),
+                 backward=lambda d, x, y, z, g: _select_grad(d, d.op(less_equal, x, y), g))
+power = binary("power", torch.pow, relax=("relax.power",), ttir="ttir.pow",
+               backward=lambda d, x, y, z, g: (
+                   d.op(multiply, g, d.op(multiply, y, d.op(power, x, d.op(subtract, y, d.const(1.0, y.dtype))))),
+                   d.op(multiply, g, d.op(multiply, z, d.op(log, x))) if d.needs[1] else None))
 equal = binary("equal", torch.eq, relax=("relax.equal",), ttir="ttir.eq", out_dtype="bool")
 not_equal = binary("not_equal", torch.ne, relax=("relax.not_equal",), ttir="ttir.ne", out_dtype="bool")
 greater = binary("greater", torch.gt, relax=("relax.greater",), ttir="ttir.gt", out_dtype="bool")
@@ -131,4 +209,6 @@ where = defop(
     shape=lambda ins, a: TensorType(broadcast_shape(*(i.shape for i in ins)), ins[1].dtype),
     golden=lambda ins, a: torch.where(ins[0].bool(), ins[1], ins[2]),
     lower=simple_lower("ttir.where"), relax=("relax.where",), from_relax=relax_attrs(),
+    backward=lambda d: [None] + [d.unbroadcast(gi, xi.shape) if need else None for gi, xi, need in zip(
+        _select_grad(d, d.x[0], d.grad), d.x[1:], d.needs[1:])],
     doc="where(c, x, y) = x if c else y, broadcasting all three")

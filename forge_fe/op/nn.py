@@ -106,7 +106,24 @@ def _conv2d_from_relax(call):
                                      "dilation": ints(at.dilation), "groups": int(at.groups), **layout}
 
 
+def _conv2d_grad(d):
+    """dx = conv_transpose2d(g, w); dw = conv2d of x by g (batch as channels); db = sum of g over N, H, W."""
+    from forge_fe.op.grad import conv2d_input_grad, conv2d_weight_grad
+    from forge_fe.op.reduce import sum_
+    (x, w), a, g = d.x[:2], d.node.attrs, d.grad
+    if a.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError("conv2d backward runs before the channels-last pass (NCHW)")
+    if d.needs[1] and a["groups"] != 1:
+        raise NotImplementedError(f"the weight gradient of a grouped conv2d (groups={a['groups']}) is not implemented")
+    conv = {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
+    return [d.op(conv2d_input_grad, g, w, input_shape=list(x.shape), **conv) if d.needs[0] else None,
+            d.op(conv2d_weight_grad, x, g, weight_shape=list(w.shape), **conv) if d.needs[1] else None] + \
+        [d.unbroadcast(d.op(sum_, g, dims=[0, 2, 3], keep_dim=False), d.x[2].shape)
+         if len(d.x) > 2 and d.needs[2] else None]
+
+
 conv2d = defop("conv2d", **layout_aware(_conv2d_shape, _conv2d_golden, _conv2d_lower), relax=("relax.nn.conv2d",), from_relax=_conv2d_from_relax,
+               backward=_conv2d_grad,
                doc="y[n,o] = sum_c,kh,kw x[n,c,..] * w[o,c,kh,kw] (+ bias[o]); NCHW, weight OIHW, "
                    "padding [top, left, bottom, right]")
 
@@ -170,8 +187,15 @@ def _pool_from_relax(avg):
     return from_relax
 
 
+def _max_pool2d_grad(d):
+    from forge_fe.op.grad import max_pool2d_grad
+    if d.node.attrs.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError("max_pool2d backward runs before the channels-last pass (NCHW)")
+    return [d.op(max_pool2d_grad, d.x[0], d.grad, **d.node.attrs)]
+
+
 max_pool2d = defop("max_pool2d", **layout_aware(_pool_shape, _max_pool_golden, _pool_lower("ttir.max_pool2d")),
-                   relax=("relax.nn.max_pool2d",), from_relax=_pool_from_relax(False))
+                   relax=("relax.nn.max_pool2d",), from_relax=_pool_from_relax(False), backward=_max_pool2d_grad)
 avg_pool2d = defop("avg_pool2d", **layout_aware(_pool_shape, _avg_pool_golden, _pool_lower("ttir.avg_pool2d")),
                    relax=("relax.nn.avg_pool2d",), from_relax=_pool_from_relax(True))
 
@@ -196,7 +220,19 @@ global_avg_pool2d = defop(
     **layout_aware(lambda ins, a: TensorType(ins[0].shape[:2] + (1, 1), ins[0].dtype),
                    lambda ins, a: ins[0].mean(dim=(2, 3), keepdim=True), _global_avg_pool_lower),
     relax=("relax.nn.adaptive_avg_pool2d",), from_relax=_global_pool_from_relax,
+    backward=lambda d: [_global_avg_pool_grad(d)],
     doc="y[n,c,0,0] = mean_hw x[n,c,h,w]")
+
+
+def _global_avg_pool_grad(d):
+    """dx[n,c,h,w] = g[n,c,0,0] / (H W)"""
+    from forge_fe.op.eltwise import multiply
+    from forge_fe.op.tensor import broadcast
+    x = d.x[0]
+    if d.node.attrs.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError("global_avg_pool2d backward runs before the channels-last pass (NCHW)")
+    scaled = d.op(multiply, d.grad, d.const(1.0 / (x.shape[2] * x.shape[3])))
+    return d.op(broadcast, scaled, shape=list(x.shape))
 
 
 # ---- matmul / linear ----------------------------------------------------------------
@@ -226,13 +262,31 @@ def _matmul_from_relax(call):
     return args, {}
 
 
-matmul = defop("matmul", shape=_matmul_shape, golden=_matmul_golden,
+def _matmul_grad(d):
+    """y = a @ b (+ bias): da = g @ b^T, db = a^T @ g (b^T-stored: db = g^T @ a), dbias = g; each summed
+    over the batch dims it was broadcast along."""
+    from forge_fe.op.tensor import permute
+    (a, b), g = d.x[:2], d.grad
+    tb = bool(d.node.attrs.get("transpose_b"))
+
+    def swap(v):   # transpose the last two dims
+        return d.op(permute, v, perm=list(range(v.type.rank - 2)) + [v.type.rank - 1, v.type.rank - 2])
+    da = d.op(matmul, g, b, transpose_b=not tb) if d.needs[0] else None
+    db = (d.op(matmul, swap(g), a) if tb else d.op(matmul, swap(a), g)) if d.needs[1] else None
+    grads = [d.unbroadcast(da, a.shape) if da is not None else None,
+             d.unbroadcast(db, b.shape) if db is not None else None]
+    if len(d.x) > 2:
+        grads.append(d.unbroadcast(g, d.x[2].shape) if d.needs[2] else None)
+    return grads
+
+
+matmul = defop("matmul", shape=_matmul_shape, golden=_matmul_golden, backward=_matmul_grad,
                lower=simple_lower("ttir.matmul", lambda a: {"transpose_a": E.Bool(False),
                                                               "transpose_b": E.Bool(a.get("transpose_b", False))}),
                relax=("relax.matmul",), from_relax=_matmul_from_relax,
                doc="y = a @ b (b transposed in its last two dims if transpose_b), batch dims broadcast")
 
-linear = defop("linear", shape=_matmul_shape, golden=_matmul_golden,
+linear = defop("linear", shape=_matmul_shape, golden=_matmul_golden, backward=_matmul_grad,
                lower=simple_lower("ttir.linear", lambda a: {"transpose_a": E.Bool(False),
                                                               "transpose_b": E.Bool(a.get("transpose_b", False))}),
                doc="y = a @ b + bias; made by fusing matmul and a bias add")
@@ -240,7 +294,27 @@ linear = defop("linear", shape=_matmul_shape, golden=_matmul_golden,
 
 # ---- softmax and norms --------------------------------------------------------------
 
+def _softmax_grad(d):
+    """dx = y * (g - sum(g * y, dim))"""
+    from forge_fe.op.eltwise import multiply, subtract
+    from forge_fe.op.reduce import sum_
+    y, g = d.y, d.grad
+    dim = norm_axis(d.node.attrs["dim"], y.type.rank)
+    gy = d.op(multiply, g, y)
+    return [d.op(multiply, y, d.op(subtract, g, d.op(sum_, gy, dims=[dim], keep_dim=True)))]
+
+
+def _log_softmax_grad(d):
+    """dx = g - exp(y) * sum(g, dim)"""
+    from forge_fe.op.eltwise import exp, multiply, subtract
+    from forge_fe.op.reduce import sum_
+    y, g = d.y, d.grad
+    dim = norm_axis(d.node.attrs["dim"], y.type.rank)
+    return [d.op(subtract, g, d.op(multiply, d.op(exp, y), d.op(sum_, g, dims=[dim], keep_dim=True)))]
+
+
 softmax = defop("softmax", shape=same_as_first, golden=lambda ins, a: torch.softmax(ins[0], a["dim"]),
+                backward=_softmax_grad,
                 lower=simple_lower("ttir.softmax", lambda a: {"dimension": E.SI32(a["dim"])}),
                 relax=("relax.nn.softmax",), from_relax=relax_attrs(lambda c: {"dim": int(c.attrs.axis)}),
                 doc="y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along dim")
@@ -252,7 +326,7 @@ def _log_softmax_lower(e, ins, a, out):
 
 
 log_softmax = defop("log_softmax", shape=same_as_first, golden=lambda ins, a: torch.log_softmax(ins[0], a["dim"]),
-                    lower=_log_softmax_lower, relax=("relax.nn.log_softmax",),
+                    lower=_log_softmax_lower, relax=("relax.nn.log_softmax",), backward=_log_softmax_grad,
                     from_relax=relax_attrs(lambda c: {"dim": int(c.attrs.axis)}))
 
 
@@ -274,7 +348,26 @@ def _layer_norm_lower(e, ins, a, out):
                  "operandSegmentSizes": E.I32Array([1, 1, 1])}, data_format=out.data_format)
 
 
-layer_norm = defop("layer_norm", shape=same_as_first,
+def _layer_norm_grad(d):
+    """With xhat = (x - mean) * rstd over the normalized dims: dgamma = sum g*xhat, dbeta = sum g,
+    dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * gamma."""
+    from forge_fe.op.eltwise import add, multiply, rsqrt, subtract
+    from forge_fe.op.reduce import mean
+    (x, gamma, beta), g = d.x, d.grad
+    dims = list(range(x.type.rank - len(d.node.attrs["normalized_shape"]), x.type.rank))
+    avg = lambda v: d.op(mean, v, dims=dims, keep_dim=True)
+    xc = d.op(subtract, x, avg(x))
+    rstd = d.op(rsqrt, d.op(add, avg(d.op(multiply, xc, xc)), d.const(d.node.attrs["epsilon"])))
+    xhat = d.op(multiply, xc, rstd)
+    dxhat = d.op(multiply, g, gamma)
+    dx = d.op(multiply, rstd, d.op(subtract, d.op(subtract, dxhat, avg(dxhat)),
+                                   d.op(multiply, xhat, avg(d.op(multiply, dxhat, xhat)))))
+    return [dx if d.needs[0] else None,
+            d.unbroadcast(d.op(multiply, g, xhat), gamma.shape) if d.needs[1] else None,
+            d.unbroadcast(g, beta.shape) if d.needs[2] else None]
+
+
+layer_norm = defop("layer_norm", shape=same_as_first, backward=_layer_norm_grad,
                    golden=lambda ins, a: F.layer_norm(ins[0], a["normalized_shape"], ins[1], ins[2], a["epsilon"]),
                    lower=_layer_norm_lower, relax=("relax.nn.layer_norm",), from_relax=_layer_norm_from_relax,
                    doc="y = (x - mean) / sqrt(var + eps) * gamma + beta over the trailing dims")
@@ -282,16 +375,37 @@ layer_norm = defop("layer_norm", shape=same_as_first,
 
 def _batchnorm_from_relax(call):
     at = call.attrs
-    if bool(at.training):
-        raise NotOnDevice("batch_norm in training mode")
     if int(at.axis) != 1:
         raise NotOnDevice(f"batch_norm over axis {int(at.axis)}")
-    return relax_tensor_args(call), {"epsilon": float(at.epsilon), "result_index": 0}
+    attrs = {"epsilon": float(at.epsilon), "result_index": 0}
+    if bool(at.training):     # a model compiled for training: normalize by the batch's statistics
+        attrs["training"] = True
+    return relax_tensor_args(call), attrs
 
 
 def _batchnorm_golden(ins, a):
     x, gamma, beta, mean, var = ins
+    if a.get("training"):
+        return F.batch_norm(x, None, None, gamma, beta, training=True, eps=a["epsilon"])
     return F.batch_norm(x, mean, var, gamma, beta, training=False, eps=a["epsilon"])
+
+
+def _batchnorm_training_decompose(graph, node):
+    """Training mode: y = (x - m) * rsqrt(v + eps) * gamma + beta with the batch's per-channel mean m and
+    (biased) variance v over N, H, W, as torch normalizes in train(); autograd differentiates these ops.
+    The running statistics are not updated."""
+    from forge_fe.op import eltwise as ew, reduce as rd, tensor as tn
+    x, gamma, beta = node.inputs[:3]
+    name = node.name
+    dims = [0] + list(range(2, x.type.rank))
+    bshape = [1, x.shape[1]] + [1] * (x.type.rank - 2)
+    add = lambda op, n, *xs, **a: graph.add_op(op, f"{name}.{n}", list(xs), a, meta=node.meta, before=node)
+    eps = graph.add_const(f"{name}.eps", np.array(node.attrs["epsilon"], dtype=np.float32))
+    xc = add(ew.subtract, "centered", x, add(rd.mean, "mean", x, dims=dims, keep_dim=True))
+    var = add(rd.mean, "var", add(ew.multiply, "sq", xc, xc), dims=dims, keep_dim=True)
+    xhat = add(ew.multiply, "norm", xc, add(ew.rsqrt, "rstd", add(ew.add, "var_eps", var, eps)))
+    y = add(ew.multiply, "mul", xhat, add(tn.reshape, "scale_r", gamma, shape=bshape))
+    return add(ew.add, "add", y, add(tn.reshape, "shift_r", beta, shape=bshape))
 
 
 def _batchnorm_decompose(graph, node):
@@ -300,6 +414,8 @@ def _batchnorm_decompose(graph, node):
     s and t depend only on weights, so consteval folds them; a following pass folds
     them into the producing conv's weight and bias when there is one."""
     from forge_fe.op import eltwise as ew, tensor as tn
+    if node.attrs.get("training"):
+        return _batchnorm_training_decompose(graph, node)
     x, gamma, beta, mean, var = node.inputs
     name = node.name
     c = x.shape[1]

@@ -1,6 +1,7 @@
 """Data-movement ops: reshape, permute, concat, slice, broadcast, take (gather/embedding), repeat."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from forge_fe.op.registry import (NotOnDevice, TensorType, defop, ints, norm_axis, relax_tensor_args,
@@ -19,7 +20,7 @@ reshape = defop(
     lower=lambda e, ins, a, out: e.op("ttir.reshape", ins, out.shape, out.elem, {"shape": E.I32List(a["shape"])},
                                       data_format=out.data_format),
     relax=("relax.reshape", "relax.expand_dims", "relax.squeeze", "relax.flatten"),
-    from_relax=_result_shape_from_relax)
+    from_relax=_result_shape_from_relax, backward=lambda d: [d.op(reshape, d.grad, shape=list(d.x[0].shape))])
 
 
 def _permute_from_relax(call):
@@ -34,7 +35,8 @@ permute = defop(
     golden=lambda ins, a: ins[0].permute(a["perm"]),
     lower=lambda e, ins, a, out: e.op("ttir.permute", ins, out.shape, out.elem,
                                       {"permutation": E.I64Array(a["perm"])}, data_format=out.data_format),
-    relax=("relax.permute_dims",), from_relax=_permute_from_relax)
+    relax=("relax.permute_dims",), from_relax=_permute_from_relax,
+    backward=lambda d: [d.op(permute, d.grad, perm=[int(i) for i in np.argsort(d.node.attrs["perm"])])])
 
 
 def _concat_shape(ins, a):
@@ -53,8 +55,19 @@ def _concat_from_relax(call):
     return list(tup.fields), {"dim": norm_axis(int(call.attrs.axis), rank)}
 
 
+def _concat_grad(d):
+    """Each input's gradient is its slice of g along dim."""
+    dim, grads, start = d.node.attrs["dim"], [], 0
+    for x, need in zip(d.x, d.needs):
+        begins, ends = [0] * len(x.shape), list(d.grad.shape)
+        begins[dim], ends[dim] = start, start + x.shape[dim]
+        start += x.shape[dim]
+        grads.append(d.op(slice_, d.grad, begins=begins, ends=ends, steps=[1] * len(x.shape)) if need else None)
+    return grads
+
+
 concat = defop(
-    "concat", shape=_concat_shape, golden=lambda ins, a: torch.cat(ins, a["dim"]),
+    "concat", shape=_concat_shape, golden=lambda ins, a: torch.cat(ins, a["dim"]), backward=_concat_grad,
     lower=lambda e, ins, a, out: e.op("ttir.concat", ins, out.shape, out.elem, {"dim": E.SI32(a["dim"])},
                                       data_format=out.data_format),
     relax=("relax.concat",), from_relax=_concat_from_relax)
@@ -89,8 +102,24 @@ def _slice_from_relax(call):
     return [x], {"begins": begins, "ends": ends, "steps": steps}
 
 
+def _slice_grad(d):
+    """Unit-step slices: g padded back to x's shape with zeros (a concat per sliced dim)."""
+    a, x, g = d.node.attrs, d.x[0], d.grad
+    if any(s != 1 for s in a["steps"]):
+        raise NotImplementedError("the backward of a strided slice (step > 1) is not implemented")
+    for dim, (b, e) in enumerate(zip(a["begins"], a["ends"])):
+        parts = []
+        for width in (b, x.shape[dim] - e):
+            shape = list(g.shape)
+            shape[dim] = width
+            parts.append(d.graph.add_const(f"{d.node.name}.bwd.zeros", np.zeros(shape, g.dtype)) if width else None)
+        if parts[0] is not None or parts[1] is not None:
+            g = d.op(concat, *[p for p in (parts[0], g, parts[1]) if p is not None], dim=dim)
+    return [g]
+
+
 slice_ = defop(
-    "slice", shape=_slice_shape, golden=_slice_golden,
+    "slice", shape=_slice_shape, golden=_slice_golden, backward=_slice_grad,
     lower=lambda e, ins, a, out: e.op("ttir.slice_static", ins, out.shape, out.elem,
                                       {"begins": E.I32List(a["begins"]), "ends": E.I32List(a["ends"]),
                                        "step": E.I32List(a["steps"])}, data_format=out.data_format),
@@ -110,6 +139,7 @@ def _broadcast_lower(e, ins, a, out):
 broadcast = defop(
     "broadcast", shape=lambda ins, a: TensorType(tuple(a["shape"]), ins[0].dtype),
     golden=lambda ins, a: ins[0].broadcast_to(a["shape"]), lower=_broadcast_lower,
+    backward=lambda d: [d.unbroadcast(d.grad, d.x[0].shape)],
     relax=("relax.broadcast_to",), from_relax=_result_shape_from_relax,
     doc="numpy-style broadcast to `shape`")
 
@@ -164,8 +194,17 @@ def _take_lower(e, ins, a, out):
     return e.op("ttir.embedding", [idx, x], out.shape, out.elem, data_format=out.data_format)
 
 
+def _take_grad(d):
+    """Embedding: the rows of g added at their indices (ttir.embedding_backward)."""
+    from forge_fe.op.grad import embedding_grad
+    if "index" in d.node.attrs:
+        raise NotImplementedError("the backward of take with a constant index is not implemented")
+    table, idx = d.x
+    return [d.op(embedding_grad, idx, table, d.grad), None]
+
+
 take = defop("take", shape=_take_shape, golden=_take_golden, lower=_take_lower,
-             relax=("relax.take",), from_relax=_take_from_relax,
+             relax=("relax.take",), from_relax=_take_from_relax, backward=_take_grad,
              doc="y[i..., :] = table[idx[i...], :] (embedding lookup, ttir.embedding); with a constant "
                  "scalar index, y = x.select(axis, index) (a static slice)")
 

@@ -166,11 +166,11 @@ class DeviceProgram:
         for idx, x in zip(self.prog.inputs, inputs):
             # Const-eval results arrive as the same tensor every call: quantize them once.
             seen = self._stored_inputs.get(idx)
-            if seen is not None and seen[0] is x:
+            if seen is not None and seen[0] is x and seen[2] == x._version:   # unchanged since last call
                 slots[idx] = seen[1]
             else:
                 slots[idx] = self._store(x, idx)
-                self._stored_inputs[idx] = (x, slots[idx])
+                self._stored_inputs[idx] = (x, slots[idx], x._version)
         for fn, ins, out, attrs, dtype, fmt, free, op in self.steps:
             try:
                 y = fn([slots[i] for i in ins], attrs)
@@ -235,7 +235,14 @@ class Executor:
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        env = self.run_env(inputs)
+        return [env[n] for n in self.binary.outputs]
+
+    def run_env(self, inputs: list[torch.Tensor], overrides: dict | None = None) -> dict:
+        """Run the plan; returns every plan value. `overrides` replace plan constants (the current
+        parameters of a model being trained)."""
         env = dict(self.constants)
+        env.update(overrides or {})
         env.update(self._cached)
         for desc, x in zip(self.binary.inputs, inputs):
             env[desc.name] = x
@@ -250,4 +257,4 @@ class Executor:
             else:
                 outs = self.cpu[step.index].run([env[n] for n in step.inputs])
             env.update(zip(step.outputs, outs))
-        return [env[n] for n in self.binary.outputs]
+        return env

@@ -317,3 +317,26 @@ def _avg_pool2d(ins, a):
     t, l, b, r = a["padding"]
     return _nhwc(F.avg_pool2d(_nchw(ins[0]), a["kernel"], a["stride"], (t, l), ceil_mode=a["ceil_mode"],
                               count_include_pad=a.get("count_include_pad", True)))
+
+
+# ---- gradients (training; forge_fe/op/grad.py) --------------------------------------
+
+@kernel("ttir.conv_transpose2d")
+def _conv_transpose2d(ins, a):
+    # NHWC input, weight (in, out/groups, kH, kW) as tt-mlir defines it.
+    b = ins[2].reshape(-1) if len(ins) > 2 else None
+    return _nhwc(F.conv_transpose2d(_nchw(ins[0]), ins[1], b, a["stride"], a["padding"], a["output_padding"],
+                                    a["groups"], a["dilation"]))
+
+
+@kernel("ttir.max_pool2d_grad")
+def _max_pool2d_grad(ins, a):
+    from forge_fe.op.grad import max_pool2d_grad_nchw
+    return _nhwc(max_pool2d_grad_nchw(_nchw(ins[0]), _nchw(ins[1]), a))
+
+
+@kernel("ttir.embedding_backward")
+def _embedding_backward(ins, a):
+    from forge_fe.op.grad import embedding_grad_golden
+    idx, table, grad = ins
+    return embedding_grad_golden(idx, grad, table.shape[0])

@@ -32,6 +32,7 @@ def lower_graph(graph: Graph, func_name: str, private: bool = False):
     vals = {}
     for n in graph.inputs:
         kind = "constant" if n.meta.get("consteval") else "input"   # const-eval results are load-time constants
+        kind = "parameter" if n.meta.get("trainable") else kind       # trained weights (training programs)
         vals[n] = e.argument(n.name, n.shape, element_type(n.dtype, n.df), kind, n.df.name)
     for n in graph.nodes:
         if n.kind == INPUT:
