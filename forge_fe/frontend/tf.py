@@ -14,6 +14,7 @@ activations are never transposed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -96,6 +97,21 @@ def _layer_names(model) -> set:
     if not _is_keras_model(model):
         return set()
     return {layer.name for layer in model._flatten_layers(include_self=False)}
+
+
+@contextlib.contextmanager
+def _unrolled_rnns(model):
+    """Keras RNN layers loop with tf.while_loop, which TFLite keeps as a WHILE subgraph and the device
+    can't run; with the sequence length static (sample inputs), unrolling is the same math."""
+    rnns = [layer for layer in model._flatten_layers() if getattr(layer, "unroll", None) is False] \
+        if _is_keras_model(model) else []
+    for layer in rnns:
+        layer.unroll = True
+    try:
+        yield
+    finally:
+        for layer in rnns:
+            layer.unroll = False
 
 
 def _arg_names(fn) -> list[str]:
@@ -248,6 +264,10 @@ def _converter_class(weights: _Weights, sources: dict, layer_names: set):
             name, value = weights.by_shared[shared]
             return weights.param(name, value)
 
+        def flatten_to_nd(self, x, nd=3):
+            # TVM's BATCH_MATMUL passes an un-normalized broadcast_to here, whose type is unknown yet.
+            return super().flatten_to_nd(self.bb.normalize(x), nd)
+
         def _tracking(self, convert):
             def run(op):
                 ret = _oihw_kernels(convert(op=op))
@@ -285,6 +305,64 @@ def _oihw_kernels(expr):
     return expr
 
 
+def _fold_layout_plumbing(call, lookup):
+    """What TFLite + TVM's importer leave between Keras and the device's layouts:
+
+    * permute_dims(permute_dims(w, a), b) -> permute_dims(w, a[b]) (kernels go HWIO -> OHWI -> HWIO
+      -> OIHW), dropped when the composition is the identity;
+    * conv2d(pad(x, zeros), padding p) -> conv2d(x, padding p + pad) (Keras ZeroPadding2D before a conv);
+    * max_pool2d(pad(relu(x), zeros)) -> max_pool2d(relu(x), padding=pad)."""
+    from tvm import relax
+    from tvm_ext.partition import op_name
+    name = op_name(call)
+    arg = call.args[0]
+    inner = lookup(arg) if isinstance(arg, relax.Var) else None
+    if not isinstance(inner, relax.Call) or not isinstance(inner.op, type(call.op)):
+        return None
+    if name == "relax.permute_dims" and op_name(inner) == "relax.permute_dims":
+        rank = len(arg.ty.shape)
+        a = list(range(rank))[::-1] if inner.attrs.axes is None else [int(d) for d in inner.attrs.axes]
+        b = list(range(rank))[::-1] if call.attrs.axes is None else [int(d) for d in call.attrs.axes]
+        composed = [a[d] for d in b]
+        return inner.args[0] if composed == sorted(composed) else relax.op.permute_dims(inner.args[0], composed)
+    if name == "relax.nn.conv2d" and op_name(inner) == "relax.nn.pad" and str(call.attrs.data_layout) == "NHWC":
+        pw = [int(d) for d in inner.attrs.pad_width]
+        if str(inner.attrs.pad_mode) != "constant" or float(inner.attrs.pad_value) != 0.0 or any(pw[:2] + pw[6:]):
+            return None
+        at = call.attrs
+        t, l, b, r = [int(d) for d in at.padding] if len(at.padding) == 4 else [int(at.padding[0]), int(at.padding[1])] * 2
+        return relax.op.nn.conv2d(inner.args[0], call.args[1], strides=at.strides,
+                                  padding=[t + pw[2], l + pw[4], b + pw[3], r + pw[5]], dilation=at.dilation,
+                                  groups=at.groups, data_layout=at.data_layout, kernel_layout=at.kernel_layout,
+                                  out_layout=at.out_layout, out_dtype=at.out_dtype)
+    if name == "relax.nn.max_pool2d" and op_name(inner) == "relax.nn.pad" and _pads_nonnegative(inner, lookup):
+        # Keras ResNets zero-pad a ReLU output before max pooling: every window keeps a real value
+        # >= 0, so zero padding and the pool's own (-inf) padding give the same maximum.
+        pw, at = [int(d) for d in inner.attrs.pad_width], call.attrs
+        k = [int(d) for d in at.pool_size]
+        if str(at.layout) != "NHWC" or any(pw[:2] + pw[6:]) or max(pw[2:4]) >= k[0] or max(pw[4:6]) >= k[1] \
+                or any(int(d) for d in at.padding):
+            return None
+        return relax.op.nn.max_pool2d(inner.args[0], at.pool_size, at.strides, [pw[2], pw[4], pw[3], pw[5]],
+                                      at.dilation, at.ceil_mode, at.count_include_pad, at.layout, at.out_layout)
+    return None
+
+
+def _pads_nonnegative(pad, lookup) -> bool:
+    from tvm import relax
+    from tvm_ext.partition import op_name
+    src = lookup(pad.args[0]) if isinstance(pad.args[0], relax.Var) else None
+    return (str(pad.attrs.pad_mode) == "constant" and float(pad.attrs.pad_value) == 0.0
+            and isinstance(src, relax.Call) and op_name(src) == "relax.nn.relu")
+
+
+def _simplify_layouts(mod):
+    from tvm import relax
+    from tvm_ext.passes.rewrite import constant_folding_pass
+    mod = constant_folding_pass("FoldLayoutPlumbing", _fold_layout_plumbing)()(mod)
+    return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
 def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names):
     import tflite
     from tvm.relax.frontend.tflite import tflite_frontend as tfl
@@ -308,7 +386,8 @@ def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names):
         raise FrontendError(f"TVM's TFLite importer failed: {text.splitlines()[-1] if text else type(exc).__name__}",
                             "the op being converted is named above; report it with the model") from exc
     mod = _with_params(mod, weights, input_names)
-    return mod, weights, _spread_sources(mod, sources)
+    sources = _spread_sources(mod, sources)
+    return _simplify_layouts(mod), weights, sources
 
 
 def _spread_sources(mod, sources: dict) -> dict:
@@ -356,8 +435,9 @@ def import_tf(model, sample_inputs, module_name=None) -> ImportedModel:
                             f"{[(list(a.shape), str(a.dtype)) for a in arrays]}: {str(exc).strip().splitlines()[-1]}",
                             "check the sample inputs' count, shapes and dtypes against the model's call") from exc
     names = [_input_name(arg_names, i) for i in range(len(arrays))]
-    cf = _concrete_function(fn, arrays, names)
-    buf = _to_tflite(cf, trackable)
+    with _unrolled_rnns(model):
+        cf = _concrete_function(fn, arrays, names)
+        buf = _to_tflite(cf, trackable)
     mod, weights, sources = _from_tflite(buf, arrays, cf, names, _layer_names(model))
 
     leaves, spec = structure.flatten(golden_out)
