@@ -11,7 +11,11 @@ def placement_rows(placements) -> list[dict]:
 
 
 def placement_table(placements) -> str:
-    rows = placement_rows(placements)
+    return format_placement(placement_rows(placements))
+
+
+def format_placement(rows: list[dict]) -> str:
+    """The placement rows (as in a binary's placement.json) as an aligned table with totals."""
     w = max([len(r["name"]) for r in rows] + [4])
     o = max([len(r["op"]) for r in rows] + [2])
     lines = [f"{'name':<{w}}  {'op':<{o}}  where   reason"]
