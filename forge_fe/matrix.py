@@ -197,12 +197,12 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
         rec.pcc, rec.allclose = compare(golden, ours, case.rtol, case.atol)
     except MatrixFailure as exc:
         return fail("verify", str(exc))
-    rec.stage_reached = "verify"
     bad_pcc = [i for i, p in enumerate(rec.pcc) if not p >= pcc_min]   # NaN PCC is bad
     if bad_pcc or (data_format == "Float32" and not rec.allclose):
         what = (f"output {bad_pcc[0]} PCC {rec.pcc[bad_pcc[0]]:.6f} < {pcc_min}" if bad_pcc
                 else f"PCC ok but not allclose(rtol={case.rtol}, atol={case.atol})")
         return fail("verify", f"wrong result: {what}")
+    rec.stage_reached = "verify"
     rec.status = "xpass" if expected else "pass"
     return rec
 

@@ -1,0 +1,102 @@
+"""The matrix machinery itself: stage attribution, records, strict expected failures."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from forge_fe import matrix
+from forge_fe.matrix import MatrixCase
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x))
+
+
+class Cumulative(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=1)
+
+
+def small(size):
+    torch.manual_seed(0)
+    return Small().eval(), [torch.randn(2, 8)]
+
+
+def test_passing_model_record_has_every_metric():
+    rec = matrix.run_case(MatrixCase("small", "pytorch", "MLP", small))
+    assert rec.status == "pass" and rec.stage_reached == "verify" and rec.failing_stage is None
+    assert rec.pcc[0] > 0.9999 and rec.allclose
+    assert rec.compile_s > 0 and rec.op_count >= 2 and rec.device_ops == rec.op_count and rec.device_share == 1.0
+    assert rec.est_latency_s > 0 and rec.segments == 1
+
+
+def test_partition_failure_is_attributed_and_expected_failures_match_the_stage():
+    case = MatrixCase("cum", "pytorch", "op", lambda size: (Cumulative(), [torch.randn(2, 8)]))
+    rec = matrix.run_case(case)
+    assert (rec.status, rec.failing_stage, rec.failure_class) == ("fail", "partition", "partition")
+    assert rec.stage_reached == "relax_passes" and "cumsum" in rec.error and rec.compile_s is None
+    case.xfail = {"push": ("partition", "no cumsum")}
+    assert matrix.run_case(case).status == "xfail"
+    case.xfail = {"push": ("import", "wrong guess")}
+    with pytest.raises(AssertionError, match="expected to fail at 'import: wrong guess', but failed at 'partition'"):
+        matrix.check(case)
+
+
+def test_wrong_result_and_build_failures(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORGE_FE_MATRIX_OUT", str(tmp_path))
+
+    def other_weights(model, inputs):     # the framework's output of a differently initialised model
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return Small()(*inputs)
+    wrong = MatrixCase("small", "pytorch", "MLP", small, reference=other_weights)
+    with pytest.raises(matrix.MatrixFailure, match="wrong result"):
+        matrix.check(wrong)
+    rec, = matrix.read_records(str(tmp_path))
+    assert (rec.failing_stage, rec.failure_class, rec.stage_reached) == ("verify", "wrong result", "runtime")
+    assert rec.pcc[0] < 0.99 and rec.op_count > 0                       # metrics kept for the report
+
+    def broken(size):
+        raise ValueError("bad config")
+    rec = matrix.run_case(MatrixCase("broken", "pytorch", "MLP", broken))
+    assert (rec.failing_stage, rec.stage_reached) == ("build", "none") and "bad config" in rec.error
+
+
+def test_reduced_data_format_checks_pcc_only():
+    rec = matrix.run_case(MatrixCase("small", "pytorch", "MLP", small), data_format="Float16_b")
+    assert rec.status == "pass" and rec.pcc_min == matrix.DATA_FORMATS["Float16_b"][1]
+    assert 0.98 < rec.pcc[0] < 1.0                                       # bf16 rounding is visible
+
+
+def test_strict_xfail_fails_when_the_model_starts_passing(tmp_path):
+    test = tmp_path / "test_flip.py"
+    test.write_text(f'''
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import pytest
+from forge_fe import matrix
+from test_matrix import small
+
+CASES = [matrix.MatrixCase("small", "pytorch", "MLP", small, xfail={{"push": ("partition", "was broken")}})]
+
+@pytest.mark.parametrize("case", matrix.pytest_params(CASES, "push"))
+def test_push(case):
+    matrix.check(case, "push")
+''')
+    env = {**os.environ, "PYTHONPATH": REPO, "FORGE_FE_MATRIX_OUT": str(tmp_path / "rec")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "push", str(test),
+                           "--rootdir", str(tmp_path)], env=env, capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 1 and "XPASS(strict)" in proc.stdout, proc.stdout[-2000:]
+    rec, = matrix.read_records(str(tmp_path / "rec"))
+    assert rec.status == "xpass"
