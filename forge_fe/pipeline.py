@@ -157,6 +157,9 @@ def stage_consteval(ctx):
 
 def stage_autograd(ctx):
     if not ctx.training:
+        if ctx.optimizer is not None:
+            raise CompileError("autograd", "optimizer= needs training=True",
+                               "forge_fe.compile(model, inputs, training=True, optimizer=opt)")
         return
     from forge_fe.passes import autograd
     cpu = [s.name for s in ctx.partition.segments if s.kind != "device"] if ctx.partition is not None else []
