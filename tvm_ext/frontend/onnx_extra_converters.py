@@ -325,6 +325,266 @@ class SoftmaxCrossEntropyLoss(OnnxOpConverter):
         return relax.Tuple([bb.normalize(loss), log_prob])
 
 
+# --------------------------------------------------------------------------
+# Normalizations
+# --------------------------------------------------------------------------
+
+
+def _stash(bb, x, attr):
+    """x in the stash type (float32 unless ``stash_type`` says otherwise)."""
+    stash = _onnx_dtype_name(int(attr.get("stash_type", 1)))
+    return (bb.normalize(relax.op.astype(x, stash)) if _dtype(x) != stash else x), stash
+
+
+class LayerNormalization(_tvm_onnx.LayerNormalization):
+    """LayerNormalization whose optional Mean / InvStdDev outputs are used.
+
+    TVM returns 0-d placeholders for them; ONNX wants the statistics with the
+    normalized axes kept as 1.  When they are requested the op is spelled out
+    (in the stash type); otherwise TVM's ``R.nn.layer_norm`` stays (a device op).
+    """
+
+    @classmethod
+    def _impl_v17(cls, bb, inputs, attr, params):
+        if attr.get("tvm_custom", {}).get("num_outputs", 1) == 1:
+            return super()._impl_v17(bb, inputs, attr, params)
+        x, scale, bias = inputs[0], inputs[1], inputs[2]
+        rank = len(_shape(x))
+        axis = int(attr.get("axis", -1)) % rank
+        axes = list(range(axis, rank))
+        eps = float(attr.get("epsilon", 1e-5))
+        xs, stash = _stash(bb, x, attr)
+        mean = bb.normalize(relax.op.mean(xs, axes, keepdims=True))
+        centered = bb.normalize(relax.op.subtract(xs, mean))
+        var = relax.op.mean(relax.op.multiply(centered, centered), axes, keepdims=True)
+        inv_std = bb.normalize(relax.op.rsqrt(relax.op.add(var, _const(eps, stash))))
+        y = bb.normalize(relax.op.astype(relax.op.multiply(centered, inv_std), _dtype(x)))
+        y = relax.op.multiply(y, scale)
+        if bias is not None:
+            y = relax.op.add(y, bias)
+        return relax.Tuple([bb.normalize(y), mean, inv_std])
+
+
+class RMSNormalization(OnnxOpConverter):
+    """RMSNormalization (opset 23) over ``axis..rank-1`` in the stash type.
+
+    TVM's ``R.nn.rms_norm`` fails to legalize when the scale has fewer dims
+    than the normalized axes (axis=0 cases); spelled out it always works."""
+
+    @classmethod
+    def _impl_v23(cls, bb, inputs, attr, params):
+        x, scale = inputs[0], inputs[1]
+        rank = len(_shape(x))
+        axes = list(range(int(attr.get("axis", -1)) % rank, rank))
+        eps = float(attr.get("epsilon", 1e-5))
+        xs, stash = _stash(bb, x, attr)
+        ms = relax.op.mean(relax.op.multiply(xs, xs), axes, keepdims=True)
+        y = relax.op.multiply(xs, relax.op.rsqrt(relax.op.add(ms, _const(eps, stash))))
+        y = bb.normalize(relax.op.astype(y, _dtype(x)) if stash != _dtype(x) else y)
+        return relax.op.multiply(y, scale)
+
+
+class LpNormalization(OnnxOpConverter):
+    """x / ||x||_p along ``axis`` (p = 1 or 2); a zero norm gives 0."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        axis, p = int(attr.get("axis", -1)), int(attr.get("p", 2))
+        if p == 1:
+            norm = relax.op.sum(relax.op.abs(x), axis, keepdims=True)
+        elif p == 2:
+            norm = relax.op.sqrt(relax.op.sum(relax.op.multiply(x, x), axis, keepdims=True))
+        else:
+            raise ValueError(f"LpNormalization p={p}: only p=1 and p=2 are defined")
+        norm = bb.normalize(norm)
+        zero = _const(0, _dtype(x))
+        safe = relax.op.where(relax.op.equal(norm, zero), _const(1, _dtype(x)), norm)
+        return relax.op.where(relax.op.equal(norm, zero), zero, relax.op.divide(x, safe))
+
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+
+def _swish(x, alpha: float):
+    return relax.op.multiply(x, relax.op.sigmoid(relax.op.multiply(x, _const(alpha, _dtype(x)))))
+
+
+class Celu(OnnxOpConverter):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+
+    @classmethod
+    def _impl_v12(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dt = _dtype(x)
+        alpha = _const(float(attr.get("alpha", 1.0)), dt)
+        neg = relax.op.multiply(alpha, relax.op.subtract(relax.op.exp(relax.op.divide(x, alpha)), _const(1, dt)))
+        return relax.op.add(relax.op.maximum(x, _const(0, dt)), relax.op.minimum(neg, _const(0, dt)))
+
+
+class Swish(OnnxOpConverter):
+    """x * sigmoid(alpha * x)."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        return _swish(inputs[0], float(attr.get("alpha", 1.0)))
+
+
+class SwiGLU(OnnxOpConverter):
+    """Swish_alpha(A) * B (equal shapes)."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        return relax.op.multiply(_swish(inputs[0], float(attr.get("alpha", 1.0))), inputs[1])
+
+
+class Pow(_tvm_onnx.Pow):
+    """Pow whose exponent has another dtype than the base (ONNX allows it; the
+    result has the base's dtype).  TVM refuses mixed dtypes."""
+
+    @classmethod
+    def _impl_v7(cls, bb, inputs, attr, params):
+        base, exp = inputs[0], inputs[1]
+        bt, et = _dtype(base), _dtype(exp)
+        if bt == et:
+            return super()._impl_v7(bb, inputs, attr, params)
+        if _tvm_onnx._relax_dtype_is_floating_point(bt):
+            return relax.op.power(base, relax.op.astype(exp, bt))
+        work = et if _tvm_onnx._relax_dtype_is_floating_point(et) else "float64"
+        out = relax.op.power(relax.op.astype(base, work), relax.op.astype(exp, work))
+        return relax.op.astype(out, bt)
+
+
+class Einsum(OnnxOpConverter):
+    """Einsum as ``R.einsum`` (TVM emits an opaque TIR function the partitioner cannot place)."""
+
+    @classmethod
+    def _impl_v12(cls, bb, inputs, attr, params):
+        eq = attr["equation"]
+        eq = eq.decode() if isinstance(eq, bytes) else eq
+        return relax.op.einsum(list(inputs), eq.replace(" ", ""))
+
+
+# --------------------------------------------------------------------------
+# Windows (their size is a compile-time value: the results are constants)
+# --------------------------------------------------------------------------
+
+
+class _Window(OnnxOpConverter):
+    @classmethod
+    def _values(cls, n, denom):
+        raise NotImplementedError
+
+    @classmethod
+    def _impl_v17(cls, bb, inputs, attr, params):
+        size = _tvm_onnx.get_constant(inputs[0], params)
+        if not isinstance(size, tvm.ir.GenericConst):
+            raise ValueError(f"{cls.__name__} size must be a constant (it decides the output shape)")
+        size = int(size.value.numpy().reshape(()))
+        periodic = int(attr.get("periodic", 1))
+        dtype = _onnx_dtype_name(int(attr.get("output_datatype", 1)))
+        n = np.arange(size, dtype=np.float64)
+        denom = size if periodic == 1 else size - 1
+        return _const(cls._values(n, denom).astype(dtype), dtype)
+
+
+class HannWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        return np.sin(n * np.pi / denom) ** 2
+
+
+class HammingWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        alpha = 25.0 / 46.0
+        return alpha - (1 - alpha) * np.cos(n * 2 * np.pi / denom)
+
+
+class BlackmanWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        return 0.42 - 0.5 * np.cos(n * 2 * np.pi / denom) + 0.08 * np.cos(n * 4 * np.pi / denom)
+
+
+# --------------------------------------------------------------------------
+# Sequence reversal and rotary embeddings
+# --------------------------------------------------------------------------
+
+
+class ReverseSequence(OnnxOpConverter):
+    """Reverse the first ``sequence_lens[b]`` steps of every batch entry:
+    a gather along the time axis with index ``len - 1 - t`` where ``t < len``."""
+
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        data, lens = inputs[0], inputs[1]
+        shape = _shape(data)
+        batch_axis, time_axis = int(attr.get("batch_axis", 1)), int(attr.get("time_axis", 0))
+        steps = shape[time_axis]
+        t_shape = [1] * len(shape)
+        t_shape[time_axis] = steps
+        b_shape = [1] * len(shape)
+        b_shape[batch_axis] = shape[batch_axis]
+        t = _const(np.arange(steps).reshape(t_shape), "int64")
+        n = bb.normalize(relax.op.reshape(relax.op.astype(lens, "int64"), b_shape))
+        rev = relax.op.subtract(relax.op.subtract(n, _const(1, "int64")), t)
+        idx = relax.op.where(relax.op.less(t, n), rev, t)
+        idx = bb.normalize(relax.op.broadcast_to(idx, shape))
+        return relax.op.gather_elements(data, idx, axis=time_axis)
+
+
+class RotaryEmbedding(OnnxOpConverter):
+    """RotaryEmbedding (opset 23): rotate the first ``rotary_embedding_dim``
+    features of every head by the cos/sin caches (optionally indexed by
+    ``position_ids``), halves or interleaved pairs."""
+
+    @classmethod
+    def _impl_v23(cls, bb, inputs, attr, params):
+        x, cos, sin, pos = inputs[0], inputs[1], inputs[2], inputs[3]
+        shape = _shape(x)
+        interleaved = bool(attr.get("interleaved", 0))
+        if len(shape) == 4:  # (B, H, S, D) -> (B, S, H, D)
+            x = bb.normalize(relax.op.permute_dims(x, [0, 2, 1, 3]))
+        else:
+            heads = int(attr.get("num_heads", 0))
+            if heads <= 0:
+                raise ValueError("3-D input needs the num_heads attribute")
+            b, s, hidden = shape
+            x = bb.normalize(relax.op.reshape(x, (b, s, heads, hidden // heads)))
+        b, s, h, d = _shape(x)
+        rot = int(attr.get("rotary_embedding_dim", 0)) or d
+        if pos is not None:
+            cos = relax.op.take(cos, pos, axis=0)
+            sin = relax.op.take(sin, pos, axis=0)
+        cos = bb.normalize(relax.op.expand_dims(cos, 2))
+        sin = bb.normalize(relax.op.expand_dims(sin, 2))
+        x_rot = bb.normalize(relax.op.strided_slice(x, [3], [0], [rot]))
+        if interleaved:
+            x1 = relax.op.strided_slice(x_rot, [3], [0], [rot], [2])
+            x2 = relax.op.strided_slice(x_rot, [3], [1], [rot], [2])
+        else:
+            x1 = relax.op.strided_slice(x_rot, [3], [0], [rot // 2])
+            x2 = relax.op.strided_slice(x_rot, [3], [rot // 2], [rot])
+        x1, x2 = bb.normalize(x1), bb.normalize(x2)
+        real = relax.op.subtract(relax.op.multiply(cos, x1), relax.op.multiply(sin, x2))
+        imag = relax.op.add(relax.op.multiply(sin, x1), relax.op.multiply(cos, x2))
+        if interleaved:
+            pair = relax.op.stack([real, imag], axis=4)
+            rotated = relax.op.reshape(pair, (b, s, h, rot))
+        else:
+            rotated = relax.op.concat([real, imag], axis=3)
+        parts = [bb.normalize(rotated)]
+        if rot < d:
+            parts.append(bb.normalize(relax.op.strided_slice(x, [3], [rot], [d])))
+        out = bb.normalize(relax.op.concat(parts, axis=3)) if len(parts) > 1 else parts[0]
+        if len(shape) == 4:
+            return relax.op.permute_dims(out, [0, 2, 1, 3])
+        return relax.op.reshape(out, shape)
+
+
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
     "Constant": Constant,
@@ -332,4 +592,17 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "Attention": Attention,
     "NegativeLogLikelihoodLoss": NegativeLogLikelihoodLoss,
     "SoftmaxCrossEntropyLoss": SoftmaxCrossEntropyLoss,
+    "LayerNormalization": LayerNormalization,
+    "RMSNormalization": RMSNormalization,
+    "LpNormalization": LpNormalization,
+    "Celu": Celu,
+    "Swish": Swish,
+    "SwiGLU": SwiGLU,
+    "Pow": Pow,
+    "Einsum": Einsum,
+    "HannWindow": HannWindow,
+    "HammingWindow": HammingWindow,
+    "BlackmanWindow": BlackmanWindow,
+    "ReverseSequence": ReverseSequence,
+    "RotaryEmbedding": RotaryEmbedding,
 }
