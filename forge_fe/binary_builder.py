@@ -89,7 +89,8 @@ def build_binary(ctx) -> bm.Binary:
                 out_names = unit.out_names
                 plan.append(bm.Step("device", idx, activation_names + ce_names, out_names))
             else:
-                _add_training_program(training, unit, prog, graph, idx, activation_names + ce_names, plan, constants)
+                _add_training_program(training, unit, prog, graph, idx, activation_names + ce_names, plan, constants,
+                                      list(imp.weight_names.values()))
 
     if ctx.partition is None:          # a ForgeModule: one device unit, inputs in call order
         unit = ctx.units[0]
@@ -163,14 +164,17 @@ def _plan_name(unit, node, joint_inputs: list[str]) -> str:
     return f"{unit.name}.saved.{key}"
 
 
-def _add_training_program(training: dict, unit, prog, graph, idx: int, joint_inputs: list[str], plan, constants):
+def _add_training_program(training: dict, unit, prog, graph, idx: int, joint_inputs: list[str], plan, constants,
+                          framework_order: list[str]):
     """Forward (also a plan step, so calling the model runs it), backward and optimizer programs;
     `training` (stored in the binary's metadata) says which is which and names their values."""
     ins = [_plan_name(unit, n, joint_inputs) for n in graph.inputs]
     if prog.name.endswith("_forward"):
         outs = unit.out_names + [f"{unit.name}.saved.{n}" for n in unit.saved]
         plan.append(bm.Step("device", idx, ins, outs))
-        params = [p for p in unit.autograd.params]
+        # parameters in the framework's order (state_dict order), not the graph's
+        rank = {n: i for i, n in enumerate(framework_order)}
+        params = sorted(unit.autograd.params, key=lambda p: rank.get(p.name, len(rank)))
         for p in params:
             constants[f"param:{p.name}"] = p.value      # initial weights; the runtime keeps the current ones
         training["params"] = [{"name": p.name, "plan": f"param:{p.name}", "shape": list(p.shape)} for p in params]

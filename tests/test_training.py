@@ -349,3 +349,16 @@ def test_optimizer_misuse_is_explained():
         forge_fe.optim.Adam()
     with pytest.raises(ForgeError, match=r"optimizer= needs training=True"):
         forge_fe.compile(MLP(), [torch.zeros(8, 16)], optimizer=forge_fe.optim.SGD(learning_rate=0.1))
+
+
+def test_docs_training_example_runs(capsys):
+    """docs/training.md's example runs as written and prints the lines the doc quotes."""
+    import pathlib
+    import re
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", doc, re.S)
+    code, quoted = blocks[0][1], blocks[1][1]
+    exec(compile(code, "docs/training.md", "exec"), {"__name__": "docs_training"})
+    printed = {line.strip() for line in capsys.readouterr().out.splitlines()}
+    missing = [line.strip() for line in quoted.splitlines() if line.strip() and line.strip() not in printed]
+    assert not missing, missing
