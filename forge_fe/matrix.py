@@ -29,7 +29,7 @@ SIZES = ("push", "nightly")
 # Pipeline stage (forge_fe.pipeline.STAGES, plus the runtime and the comparison) -> the
 # failure class the matrix reports.
 FAILURE_CLASS = {
-    "build": "model build", "import": "import", "relax_passes": "tvm passes", "partition": "partition",
+    "build": "model build", "reference": "framework reference", "import": "import", "relax_passes": "tvm passes", "partition": "partition",
     **{s: "forge passes" for s in ("generate_forge_module", "initial_graph", "post_initial_graph", "consteval",
                                    "autograd", "post_autograd", "pre_lowering", "graph_split")},
     "lower_to_ttir": "TTIR lowering", "binary": "TTIR lowering", "runtime": "runtime", "verify": "wrong result",
@@ -194,6 +194,9 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
     rec.stage_reached = "runtime"
     try:
         golden = (case.reference or framework_outputs)(model, inputs)
+    except Exception as exc:   # the framework itself could not run the model: not a forge_fe stage
+        return fail("reference", f"{type(exc).__name__}: {_first_lines(exc)}")
+    try:
         rec.pcc, rec.allclose = compare(golden, ours, case.rtol, case.atol)
     except MatrixFailure as exc:
         return fail("verify", str(exc))
