@@ -64,6 +64,10 @@ def golden_outputs(model, inputs):
         if isinstance(model, torch.nn.Module):
             with torch.no_grad():
                 return model(*[torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x for x in inputs])
+    from forge_fe.frontend import _is_tensorflow
+    if _is_tensorflow(model):      # before the ONNX branch: a SavedModel is a path too
+        from forge_fe.frontend.tf import golden_outputs as tf_golden_outputs
+        return tf_golden_outputs(model, inputs)
     if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
         import onnxruntime as ort
         data = model if isinstance(model, (str, os.PathLike)) else model.SerializeToString()

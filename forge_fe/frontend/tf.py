@@ -147,6 +147,11 @@ def _to_numpy(out):
     return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else np.asarray(t), out)
 
 
+def _tf_flatten(out) -> list:
+    import tensorflow as tf
+    return tf.nest.flatten(out)
+
+
 def _run(fn, arrays):
     import tensorflow as tf
     return _to_numpy(fn(*[tf.constant(a) for a in arrays]))
@@ -198,18 +203,29 @@ def _digest(a: np.ndarray) -> tuple:
 class _Weights:
     """The variables of the traced function, and the Relax params made for them."""
 
-    def __init__(self, cf):
+    def __init__(self, cf, keras_paths: dict):
         self.by_shared, self.by_value = {}, {}
         for v in cf.variables:
-            name = v.name.rsplit(":", 1)[0]
+            name = keras_paths.get(id(v)) or v.name.rsplit(":", 1)[0]
             value = v.numpy()
             self.by_shared[getattr(v, "_shared_name", name)] = (name, value)
             digest = _digest(value)
-            # Equal values (zero-initialized biases ...) can't tell their variables apart.
-            self.by_value[digest] = None if digest in self.by_value else name
+            # Equal values (two zero-initialized biases ...) can't tell their variables apart.
+            self.by_value[digest] = None if digest in self.by_value else (name, value)
         self.params = {}            # framework name -> relax.Var
         self.values = {}            # relax var name -> numpy value
         self.weight_names = {}      # relax var name -> framework name
+
+    def frozen(self, value: np.ndarray):
+        """The variable a constant the converter froze holds, as (name, value, axes) with
+        value.transpose(axes) == the constant (FULLY_CONNECTED stores a Dense kernel transposed)."""
+        if value.size < 2 or value.min() == value.max():    # uniform values say nothing of their origin
+            return None
+        for axes in ([None, (1, 0)] if value.ndim == 2 else [None]):
+            hit = self.by_value.get(_digest(value if axes is None else value.transpose(axes)))
+            if hit is not None:
+                return hit[0], hit[1], axes
+        return None
 
     def param(self, name: str, value: np.ndarray):
         from tvm import relax
@@ -247,10 +263,13 @@ def _converter_class(weights: _Weights, sources: dict, layer_names: set):
                 value = np.asarray(value)
                 if source_name is None or value.size < 2 or not np.issubdtype(value.dtype, np.floating):
                     return make_const(value, shape, dtype, source_name)
-                src = source_name.decode() if isinstance(source_name, bytes) else str(source_name)
-                # A variable the converter froze is read through a tensor named '.../ReadVariableOp'.
-                var = weights.by_value.get(_digest(value)) if "ReadVariableOp" in src else None
-                return weights.param(var or src, value)
+                hit = weights.frozen(value)
+                if hit is None:      # a constant of the model's own (or folded from several)
+                    src = source_name.decode() if isinstance(source_name, bytes) else str(source_name)
+                    return weights.param(src, value)
+                name, var_value, axes = hit
+                var = weights.param(name, var_value)
+                return var if axes is None else relax.op.permute_dims(var, axes)
 
             exp_tab.new_const = new_const
             for op_code, convert in list(self.convert_map.items()):
@@ -363,7 +382,7 @@ def _simplify_layouts(mod):
     return relax.transform.DeadCodeElimination(["main"])(mod)
 
 
-def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names):
+def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names, output_order, keras_paths):
     import tflite
     from tvm.relax.frontend.tflite import tflite_frontend as tfl
 
@@ -372,10 +391,19 @@ def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names):
     tfl_inputs = [tfl.get_tensor_name(sub, i) for i in sub.InputsAsNumpy()]
     if len(tfl_inputs) != len(arrays):
         raise FrontendError(f"the converted model has {len(tfl_inputs)} inputs, {len(arrays)} sample inputs were given")
-    weights, sources = _Weights(cf), {}
+    # The converter may reorder inputs and outputs; its tensor names say which is which.
+    by_name = {n: i for i, n in enumerate(input_names)}
+    input_index = [by_name.get(re.sub(r"^serving_default_|:0$", "", n)) for n in tfl_inputs]
+    if sorted(input_index, key=str) != list(range(len(arrays))):
+        input_index = list(range(len(arrays)))
+    flat_index = [_flat_output_index(tfl.get_tensor_name(sub, i)) for i in sub.OutputsAsNumpy()]
+    if sorted(flat_index, key=str) != list(range(len(flat_index))):
+        flat_index = list(range(len(flat_index)))
+    returned = [flat_index.index(k) for k in output_order]    # output i of ours is the converter's returned[i]
+    weights, sources = _Weights(cf, keras_paths), {}
     try:
-        mod = tfl.from_tflite(model, {n: tuple(a.shape) for n, a in zip(tfl_inputs, arrays)},
-                              {n: str(a.dtype) for n, a in zip(tfl_inputs, arrays)},
+        mod = tfl.from_tflite(model, {n: tuple(arrays[k].shape) for n, k in zip(tfl_inputs, input_index)},
+                              {n: str(arrays[k].dtype) for n, k in zip(tfl_inputs, input_index)},
                               op_converter=_converter_class(weights, sources, layer_names))
     except Exception as exc:
         text = str(exc).strip()
@@ -385,7 +413,7 @@ def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names):
                                 "rewrite those parts of the model, or report the op") from exc
         raise FrontendError(f"TVM's TFLite importer failed: {text.splitlines()[-1] if text else type(exc).__name__}",
                             "the op being converted is named above; report it with the model") from exc
-    mod = _with_params(mod, weights, input_names)
+    mod = _with_params(mod, weights, [input_index.index(i) for i in range(len(arrays))], input_names, returned)
     sources = _spread_sources(mod, sources)
     return _simplify_layouts(mod), weights, sources
 
@@ -402,13 +430,24 @@ def _spread_sources(mod, sources: dict) -> dict:
     return spread
 
 
-def _with_params(mod, weights: _Weights, input_names):
-    """main(inputs named as the user's args, then the weights), without the importer's constant list."""
+def _flat_output_index(tensor_name: str):
+    """Position of a converted output in tf.nest.flatten(outputs): 'StatefulPartitionedCall:2' or 'Identity_2'."""
+    m = re.fullmatch(r"StatefulPartitionedCall(?:_\d+)?:(\d+)|Identity(?:_(\d+))?(?::0)?", tensor_name)
+    if m is None:
+        return None
+    return int(m.group(1) or m.group(2) or 0)
+
+
+def _with_params(mod, weights: _Weights, param_order, input_names, returned):
+    """main(the user's inputs in call order and named as the user's args, then the weights) returning
+    outputs in the model's own order, without the importer's constant list."""
+    import tvm
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
     func = mod["main"]
-    renamed = {p: relax.Var(n, p.ty) for p, n in zip(func.params, input_names)}
+    user = [func.params[k] for k in param_order]
+    renamed = {p: relax.Var(n, p.ty) for p, n in zip(user, input_names)}
 
     @mutator
     class Rename(PyExprMutator):
@@ -416,11 +455,22 @@ def _with_params(mod, weights: _Weights, input_names):
             return renamed.get(var, var)
 
     body = Rename().visit_expr(func.body)
-    params = [renamed[p] for p in func.params] + list(weights.params.values())
-    out = relax.Function(params, body, func.ret_ty, func.is_pure, func.attrs).without_attr("params")
+    ret_ty = func.ret_ty
+    if len(returned) > 1 and returned != sorted(returned):
+        out = body.body
+        body = relax.SeqExpr(body.blocks, relax.Tuple([relax.TupleGetItem(out, k) for k in returned]))
+        ret_ty = tvm.ir.type.TupleType([ret_ty.fields[k] for k in returned])
+    params = [renamed[p] for p in user] + list(weights.params.values())
+    main = relax.Function(params, body, ret_ty, func.is_pure, func.attrs).without_attr("params")
     mod = mod.__class__({})
-    mod["main"] = out
-    return mod
+    mod["main"] = main
+    return relax.transform.Normalize()(mod)
+
+
+def golden_outputs(model, inputs):
+    """The framework's own outputs (numpy, in its structure), for forge_fe.verify."""
+    fn, owner, _, _ = _resolve(model)      # a loaded SavedModel's functions die with their owner: keep it
+    return _run(fn, _as_arrays(inputs))
 
 
 # ---- entry ------------------------------------------------------------------------------------
@@ -437,13 +487,19 @@ def import_tf(model, sample_inputs, module_name=None) -> ImportedModel:
     names = [_input_name(arg_names, i) for i in range(len(arrays))]
     with _unrolled_rnns(model):
         cf = _concrete_function(fn, arrays, names)
-        buf = _to_tflite(cf, trackable)
-    mod, weights, sources = _from_tflite(buf, arrays, cf, names, _layer_names(model))
-
+        # With a trackable owner, TFLite keeps variables as resources named by their shared names; those
+        # collide in subclassed Keras models ('model/kernel' for every layer): then let it freeze them.
+        shared = [getattr(v, "_shared_name", v.name) for v in cf.variables]
+        buf = _to_tflite(cf, trackable if len(set(shared)) == len(shared) else None)
     leaves, spec = structure.flatten(golden_out)
+    tf_leaves = _tf_flatten(golden_out)
+    output_order = [next(k for k, t in enumerate(tf_leaves) if t is leaf) for leaf in leaves]
+    keras_paths = {id(v.value): v.path for v in model.variables} if _is_keras_model(model) else {}
+    mod, weights, sources = _from_tflite(buf, arrays, cf, names, _layer_names(model), output_order, keras_paths)
+
     input_specs = [(n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays)]
 
-    def golden(*xs):
+    def golden(*xs, _owner=trackable):      # keeps a loaded SavedModel (and its variables) alive
         return _run(fn, _as_arrays(xs))
 
     return ImportedModel(framework="tensorflow", name=module_name or name, mod=mod, params=weights.values,
