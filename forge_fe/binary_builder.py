@@ -182,7 +182,9 @@ def _add_training_program(training: dict, unit, prog, graph, idx: int, joint_inp
                                     for i, g in enumerate(unit.autograd.grad_inputs)]
         role = "forward"
     elif prog.name.endswith("_backward"):
-        outs = [f"grad:{n}" for n in unit.autograd.grad_params]
+        outs = [f"grad:{n}" for n in unit.autograd.grad_params] + \
+            [f"{joint_inputs[i]}.input_grad" for i in unit.autograd.grad_acts]
+        training["no_input_grad"] = [joint_inputs[i] for i in unit.autograd.no_grad_acts]
         role = "backward"
     else:
         outs = [_plan_name(unit, n, joint_inputs) for n in graph.outputs]

@@ -78,6 +78,7 @@ class CompiledModel:
         if self._trainer is not None and torch.is_grad_enabled():
             from forge_fe.training import DeviceFunction
             ins = self._check_inputs(inputs)
+            self._trainer.check_inputs(ins)
             outs = DeviceFunction.apply(self._trainer, len(ins), *ins, *self._trainer.params.values())
         elif self._trainer is not None:
             outs = self._trainer.forward(self._check_inputs(inputs), list(self._trainer.params.values()))[0]

@@ -30,9 +30,9 @@ class DeviceFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        grads = ctx.trainer.backward(ctx.saved, grad_outputs)
+        input_grads, param_grads = ctx.trainer.backward(ctx.saved, grad_outputs)
         ctx.saved = None          # free the intermediates: backward runs once per forward
-        return (None, None) + (None,) * ctx.num_inputs + tuple(grads)
+        return (None, None) + tuple(input_grads) + tuple(param_grads)
 
 
 class Trainer:
@@ -41,7 +41,6 @@ class Trainer:
         self.meta = meta
         self.params = {p["name"]: torch.nn.Parameter(model.executor.constants[p["plan"]].clone().float())
                        for p in meta["params"]}
-        self._grad_index = {n.split(":", 1)[1]: i for i, n in enumerate(meta["backward"]["outputs"])}
 
     # ---- programs ----
     def _run(self, role: str, env: dict) -> dict:
@@ -53,6 +52,14 @@ class Trainer:
                                  "this binary's training metadata is inconsistent; recompile")
         outs = prog.run([env[n] for n in step["inputs"]])
         return dict(zip(step["outputs"], outs))
+
+    def check_inputs(self, inputs):
+        """Refuse inputs that want a gradient the backward program does not compute (never a silent zero)."""
+        for x, desc in zip(inputs, self.model.binary.inputs):
+            if x.requires_grad and desc.name in self.meta.get("no_input_grad", []):
+                raise RuntimeFailure(f"input '{desc.name}' requires a gradient, but an op between it and the "
+                                     "outputs has no backward rule, so the compiled backward does not compute it",
+                                     "detach the input (x.detach()) or avoid that op before the first parameter")
 
     def forward(self, inputs, params):
         overrides = {f"param:{n}": p.detach() for n, p in zip(self.params, params)}
@@ -71,7 +78,8 @@ class Trainer:
             if name is not None:
                 env[name] = torch.zeros(()) if g is None else g.detach().float().contiguous()
         grads = self._run("backward", env)
-        return [grads[f"grad:{n}"] if f"grad:{n}" in grads else None for n in self.params]
+        return ([grads.get(f"{d.name}.input_grad") for d in self.model.binary.inputs],
+                [grads.get(f"grad:{n}") for n in self.params])
 
     def optimizer_step(self, optimizer, scalars: dict):
         if "optimizer" not in self.meta:

@@ -191,6 +191,36 @@ def test_gradients_match_torch_autograd(make, shape, classes):
     assert_grads_match(cm, ref)
 
 
+@pytest.mark.parametrize("make, shape", [(MLP, (8, 16)), (CNN, (2, 3, 16, 16))], ids=["mlp", "cnn"])
+def test_gradients_flow_back_into_torch(make, shape):
+    """A torch layer feeding the compiled model gets its gradients through the input gradient."""
+    torch.manual_seed(0)
+    model, pre = make(), nn.Linear(shape[-1], shape[-1])
+    ref, ref_pre = copy.deepcopy(model).train(), copy.deepcopy(pre)
+    x = torch.randn(*shape)
+    cm = forge_fe.compile(model, [x], training=True)
+    cm(pre(x)).square().sum().backward()
+    ref(ref_pre(x)).square().sum().backward()
+    torch.testing.assert_close(pre.weight.grad, ref_pre.weight.grad, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(pre.bias.grad, ref_pre.bias.grad, rtol=1e-3, atol=1e-4)
+
+
+def test_input_gradient_that_cannot_be_computed_is_refused():
+    class RepeatFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x.repeat(1, 2))   # repeat has no backward rule; fc still trains
+
+    cm = forge_fe.compile(RepeatFirst(), [torch.ones(4, 2)], training=True)
+    cm(torch.ones(4, 2)).sum().backward()                     # parameters train without input gradients
+    assert all(p.grad is not None for p in cm.parameters())
+    with pytest.raises(ForgeError, match=r"input 'x' requires a gradient, but an op .* has no backward rule"):
+        cm(torch.ones(4, 2, requires_grad=True))
+
+
 # ---- optimizer steps on the device --------------------------------------------------
 
 OPTIMIZERS = {

@@ -75,6 +75,8 @@ class Autograd:
     params: list[Node] = field(default_factory=list)   # parameter inputs, in graph order
     grad_inputs: list[Node] = field(default_factory=list)   # dL/d(output i) inputs (None: no gradient)
     grad_params: list[str] = field(default_factory=list)    # names of params whose grads follow the outputs
+    grad_acts: list[int] = field(default_factory=list)      # graph.inputs indices of activations whose grads follow
+    no_grad_acts: list[int] = field(default_factory=list)   # activations whose gradient can't be computed
 
 
 def _floating(n: Node) -> bool:
@@ -106,15 +108,19 @@ def build_backward(graph: Graph) -> Autograd:
         raise CompileError("autograd", f"graph '{graph.name}' has no trainable parameters, so there is nothing to train",
                            "training needs a model with floating-point parameters (torch.nn.Parameter); "
                            "compile with training=False for inference")
+    # Floating-point activations get gradients too (a torch model may feed the compiled one).
+    acts = [n for n in graph.inputs if _floating(n) and not n.meta.get("consteval")]
     for p in params:
         p.kind = INPUT
         p.meta = dict(p.meta, trainable=True)
         graph.inputs.append(p)
 
-    requires = _depends_on(graph, params)
+    from_params = _depends_on(graph, params)
+    from_act = {a: _depends_on(graph, [a]) for a in acts}
+    requires = from_params.union(*from_act.values())
     live = _ancestors(graph.outputs)
     missing = sorted({f"{n.op.name} (node '{n.name}', from {n.meta.get('framework_name', n.name)})"
-                      for n in graph.nodes if n in requires and n in live and n.kind == OP and n.op.backward is None})
+                      for n in graph.nodes if n in from_params and n in live and n.kind == OP and n.op.backward is None})
     if missing:
         raise CompileError("autograd", "ops without a backward rule: " + ", ".join(missing),
                            "add a `backward=` rule to the op's OpDef in forge_fe/op/, or freeze the parameters "
@@ -133,9 +139,13 @@ def build_backward(graph: Graph) -> Autograd:
             result.grad_inputs.append(None)
 
     from forge_fe.op import OPS
+    blocked = set()     # nodes that only activations reach and whose rule is missing or refuses
     for n in reversed(list(graph.nodes)):
         g = grads.get(n)
         if g is None or n.kind != OP or n not in requires:
+            continue
+        if n.op.backward is None:
+            blocked.add(n)
             continue
         ctx = GradContext(graph, n, g, [i in requires for i in n.inputs])
         try:
@@ -143,6 +153,9 @@ def build_backward(graph: Graph) -> Autograd:
         except CompileError:
             raise
         except Exception as exc:
+            if n not in from_params:
+                blocked.add(n)
+                continue
             raise CompileError("autograd", f"backward rule of op '{n.op.name}' failed for node '{n.name}' "
                                f"(from {n.meta.get('framework_name', n.name)}): {type(exc).__name__}: {exc}") from exc
         for x, dx in zip(n.inputs, in_grads):
@@ -159,6 +172,12 @@ def build_backward(graph: Graph) -> Autograd:
         if p in grads:
             graph.outputs.append(grads[p])
             result.grad_params.append(p.name)
+    for a in acts:
+        if from_act[a] & blocked:
+            result.no_grad_acts.append(graph.inputs.index(a))
+        elif a in grads:
+            graph.outputs.append(grads[a])
+            result.grad_acts.append(graph.inputs.index(a))
     result.params = params
     graph.toposort()
     return result
