@@ -15,6 +15,7 @@ and optimizer state are kept in float32 (master weights), whatever the device da
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -78,7 +79,14 @@ class Optimizer:
 
     # ---- run time ----
     def attach(self, model):
-        """Called by CompiledModel: this optimizer now updates that model's parameters."""
+        """Make this optimizer update `model`'s parameters (compile does it; call it yourself for a model
+        loaded with forge_fe.load). The binary's optimizer program must be this optimizer's."""
+        compiled = (model._trainer.meta.get("optimizer_config") if model._trainer is not None else None)
+        mine = {k: v for k, v in json.loads(json.dumps(self.config())).items() if k != "learning_rate"}
+        if compiled is None or {k: v for k, v in compiled.items() if k != "learning_rate"} != mine:
+            raise ForgeError("optimizer", f"the model's binary has no optimizer program for {mine}"
+                             + (f" (it has one for {compiled})" if compiled else ""),
+                             "compile with forge_fe.compile(..., training=True, optimizer=<this optimizer>)")
         self._model = model
         self.state = {n: {s: torch.zeros_like(p, dtype=torch.float32) for s in self.STATE}
                       for n, p in model.named_parameters()}

@@ -162,6 +162,9 @@ def stage_autograd(ctx):
                                "forge_fe.compile(model, inputs, training=True, optimizer=opt)")
         return
     from forge_fe.passes import autograd
+    if ctx.imported.framework != "pytorch":
+        raise CompileError("autograd", f"training supports PyTorch models; this is a {ctx.imported.framework} model",
+                           "train the PyTorch version of the model, or compile this one with training=False")
     cpu = [s.name for s in ctx.partition.segments if s.kind != "device"] if ctx.partition is not None else []
     if cpu or len(ctx.units) != 1:
         ops = sorted({f"{p.op} ({p.reason})" for p in ctx.partition.placements if p.where != "device"}) \
@@ -171,7 +174,7 @@ def stage_autograd(ctx):
                            "remove these ops from cpu_fallback_ops, or train a model whose ops the device supports "
                            "(the placement report, 03_placement.txt, says why each op fell back)")
     for u in ctx.units:
-        u.autograd = autograd.build_backward(u.graph)
+        u.autograd = autograd.build_backward(u.graph, frozen=ctx.imported.frozen)
     _dump_graphs(ctx, "08_autograd.txt")
 
 

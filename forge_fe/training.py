@@ -30,8 +30,8 @@ class DeviceFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs):
+        # ctx (and the saved intermediates) lives as long as torch's graph: retain_graph=True works
         input_grads, param_grads = ctx.trainer.backward(ctx.saved, grad_outputs)
-        ctx.saved = None          # free the intermediates: backward runs once per forward
         return (None, None) + tuple(input_grads) + tuple(param_grads)
 
 
@@ -70,9 +70,6 @@ class Trainer:
         return outs, saved
 
     def backward(self, saved: dict, grad_outputs) -> list:
-        if saved is None:
-            raise RuntimeFailure("backward ran twice through the same forward call",
-                                 "call the compiled model again before each backward()")
         env = dict(saved)
         for name, g in zip(self.meta["grad_outputs"], grad_outputs):
             if name is not None:

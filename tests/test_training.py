@@ -317,10 +317,21 @@ def test_binary_holds_forward_backward_and_optimizer_programs(trained_mlp, tmp_p
         cli.main(["read", str(path), "--section", "programs"])
     for n in names:
         assert n in buf.getvalue()
-    # a saved training binary still runs the model (its forward program) after loading
+    # a loaded training binary runs forward, backward and (with the same optimizer attached) its updates
     x = torch.randn(8, 16)
+    loaded = forge_fe.load(str(path))
+    loaded.load_state_dict(cm.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(forge_fe.load(str(path))(x), cm(x))
+        torch.testing.assert_close(loaded(x), cm(x))
+    with pytest.raises(ForgeError, match="no optimizer program for"):
+        forge_fe.optim.Adam(learning_rate=0.1).attach(loaded)
+    opt2 = forge_fe.optim.SGD(learning_rate=0.5)          # a new learning rate is a run-time scalar
+    opt2.attach(loaded)
+    loaded(x).sum().backward()
+    before = loaded.state_dict()
+    opt2.step()
+    for n, p in loaded.named_parameters():
+        torch.testing.assert_close(p.detach(), before[n] - 0.5 * p.grad)
 
 
 def test_state_dict_round_trip_and_torch_names(trained_mlp):
@@ -343,6 +354,32 @@ def test_state_dict_round_trip_and_torch_names(trained_mlp):
         cm.load_state_dict({**cm.state_dict(), "fc1.weight": torch.zeros(2, 2)})
     with pytest.raises(ForgeError, match="missing parameters"):
         cm.load_state_dict({"fc1.weight": torch.zeros(32, 16)})
+
+
+def test_frozen_parameters_are_not_trained():
+    torch.manual_seed(0)
+    model = MLP()
+    model.fc1.requires_grad_(False)                 # fine-tuning: the first layer is frozen
+    ref = copy.deepcopy(model)
+    opt = forge_fe.optim.SGD(learning_rate=0.1)
+    cm = forge_fe.compile(model, [torch.zeros(8, 16)], training=True, optimizer=opt)
+    assert set(cm.state_dict()) == {"fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"}
+    batches = _batches((8, 16), 5, 3, seed=5)
+    got = _train(cm, opt, batches)
+    want = _train(ref, torch.optim.SGD([p for p in ref.parameters() if p.requires_grad], lr=0.1), batches)
+    np.testing.assert_allclose(got, want, rtol=1e-4)      # the frozen layer stayed put on both sides
+
+
+def test_non_pytorch_models_are_refused_for_training():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ForgeError, match=r"\[forge_fe:autograd\] training supports PyTorch models; this is a onnx"):
+        forge_fe.compile(model, [np.ones((3, 4), np.float32)], training=True)
 
 
 def test_op_without_backward_rule_is_named(monkeypatch):

@@ -29,6 +29,7 @@ class ImportedModel:
     torch_io: bool = False                      # torch in -> torch out
     forge_module: object = None                 # set when the model already is a ForgeModule
     sources: dict[str, str] = field(default_factory=dict)   # Relax var name -> framework op/module
+    frozen: set[str] = field(default_factory=set)           # framework weights not to train (requires_grad=False)
 
 
 def _module_name(model, default):

@@ -133,4 +133,5 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
     return ImportedModel(
         framework="pytorch", name=module_name or type(model).__name__, mod=mod, params=values,
         weight_names=weight_names, input_specs=input_specs, golden=golden, output_structure=spec,
-        output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True, sources=sources)
+        output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True, sources=sources,
+        frozen={n for n, p in model.named_parameters() if not p.requires_grad})

@@ -101,13 +101,14 @@ def _ancestors(nodes) -> set[Node]:
     return seen
 
 
-def build_backward(graph: Graph) -> Autograd:
-    """Turn parameters into inputs and append the backward graph; see the module docstring."""
-    params = [n for n in graph.nodes if n.kind == PARAMETER and _floating(n)]
+def build_backward(graph: Graph, frozen=frozenset()) -> Autograd:
+    """Turn parameters into inputs and append the backward graph; see the module docstring.
+    Parameters named in `frozen` (requires_grad=False in torch) stay constants of the forward program."""
+    params = [n for n in graph.nodes if n.kind == PARAMETER and _floating(n) and n.name not in frozen]
     if not params:
         raise CompileError("autograd", f"graph '{graph.name}' has no trainable parameters, so there is nothing to train",
-                           "training needs a model with floating-point parameters (torch.nn.Parameter); "
-                           "compile with training=False for inference")
+                           "training needs a model with floating-point parameters that require gradients "
+                           "(torch.nn.Parameter); compile with training=False for inference")
     # Floating-point activations get gradients too (a torch model may feed the compiled one).
     acts = [n for n in graph.inputs if _floating(n) and not n.meta.get("consteval")]
     for p in params:
