@@ -305,3 +305,19 @@ def test_unreadable_saved_model_is_refused(tmp_path):
     (tmp_path / "saved_model.pb").write_bytes(b"not a saved model")
     with pytest.raises(ForgeError, match="is not a loadable SavedModel"):
         forge_fe.compile(str(tmp_path), [rand(1, 4)])
+
+
+# ---- docs/frontend_tf.md's examples run as written ------------------------------------------
+
+def test_doc_examples_run(tmp_path, monkeypatch):
+    import pathlib
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "frontend_tf.md").read_text()
+    section = doc[doc.index("## Example"):doc.index("## How a TensorFlow model reaches Relax")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "docs/frontend_tf.md", "exec"), namespace)   # noqa: S102 - the doc's own code
+    assert (tmp_path / "out_tf" / "12_ttir.mlir").exists()
+    assert namespace["checks"][0].pcc >= PCC
