@@ -116,12 +116,98 @@ def specialize(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.Mo
     return fresh
 
 
+# -- dtypes forge_fe does not carry (float8, float4, int4/int2 ...) ------------------------------
+#
+# Neither the device nor TVM's host code carries these; values of such a type are carried in a
+# wider type that holds every one of them exactly.  A graph input of such a type is widened on the
+# host before it enters the compiled model; a graph output declared with such a type is computed in
+# the carrier type and narrowed on the host (ml_dtypes, round-to-nearest-even; a Cast's
+# ``saturate`` clamps to the type's finite range first).
+_T = onnx.TensorProto
+NARROW_DTYPES: dict[int, int] = {
+    _T.FLOAT8E4M3FN: _T.FLOAT, _T.FLOAT8E4M3FNUZ: _T.FLOAT, _T.FLOAT8E5M2: _T.FLOAT,
+    _T.FLOAT8E5M2FNUZ: _T.FLOAT, _T.FLOAT4E2M1: _T.FLOAT,
+    _T.INT4: _T.INT8, _T.INT2: _T.INT8, _T.UINT4: _T.UINT8, _T.UINT2: _T.UINT8,
+}  # fmt: skip
+#: producers whose narrow output is a Cast of the carrier value (or the value itself)
+_NARROWABLE_PRODUCERS = {"Cast", "CastLike", "Identity"}
+_SATURATING = {_T.FLOAT8E4M3FN, _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ}
+
+
+def _elem_type(vi: onnx.ValueInfoProto) -> int:
+    return vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+
+
+def carry_narrow_dtypes(model: onnx.ModelProto):
+    """(model, {output name: (narrow type, saturate)}): ``model`` rewritten to carry the types of
+    :data:`NARROW_DTYPES` in their carrier types; the dict says which outputs to narrow on the host.
+    Unchanged (and an empty dict) when the model has none."""
+    outputs = {vi.name: _elem_type(vi) for vi in model.graph.output}
+    inputs = [vi for vi in model.graph.input if _elem_type(vi) in NARROW_DTYPES]
+    casts = [n for n in model.graph.node if n.op_type == "Cast"
+             and helper.get_attribute_value(next(a for a in n.attribute if a.name == "to")) in NARROW_DTYPES]
+    narrow_out = {n: t for n, t in outputs.items() if t in NARROW_DTYPES}
+    if not inputs and not casts and not narrow_out:
+        return model, {}
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    graph = fresh.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers = {i for n in graph.node for i in n.input}
+    plan = {}
+    for name, t in narrow_out.items():
+        node = producers.get(name)
+        if node is not None and node.op_type not in _NARROWABLE_PRODUCERS:
+            raise FrontendError(f"output '{name}' is {helper.tensor_dtype_to_string(t)} computed by "
+                                f"{node.op_type} '{node.name}'; forge_fe carries that type only through "
+                                f"Cast/CastLike/Identity", "compute it in float32/int8 and cast last")
+        saturate = True
+        if node is not None and node.op_type in ("Cast", "CastLike"):
+            sat = [a for a in node.attribute if a.name == "saturate"]
+            saturate = bool(helper.get_attribute_value(sat[0])) if sat else True
+        plan[name] = (t, saturate and t in _SATURATING)
+    for node in graph.node:
+        if node.op_type != "Cast":
+            continue
+        for a in node.attribute:
+            if a.name == "to" and a.i in NARROW_DTYPES:
+                if node.output[0] in consumers:
+                    raise FrontendError(
+                        f"Cast '{node.name}' to {helper.tensor_dtype_to_string(a.i)} feeds other nodes; "
+                        f"forge_fe carries that type only into graph outputs",
+                        "keep float8/int4 values at the model's boundary")
+                a.i = NARROW_DTYPES[a.i]
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        t = _elem_type(vi)
+        if t in NARROW_DTYPES:
+            vi.type.tensor_type.elem_type = NARROW_DTYPES[t]
+    return fresh, plan
+
+
+def _widen(array: np.ndarray) -> np.ndarray:
+    """A narrow-typed input array in its carrier type."""
+    for t, carrier in NARROW_DTYPES.items():
+        if array.dtype == helper.tensor_dtype_to_np_dtype(t):
+            return array.astype(helper.tensor_dtype_to_np_dtype(carrier))
+    return array
+
+
+def _narrow(array: np.ndarray, elem_type: int, saturate: bool) -> np.ndarray:
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    if saturate:
+        import ml_dtypes
+        top = float(ml_dtypes.finfo(dtype).max)
+        array = np.where(np.isnan(array), array, np.clip(array, -top, top))
+    return np.asarray(array).astype(dtype)
+
+
 class ForgeBackendRep(BackendRep):
     """Compiles on first ``run()`` for the inputs given; one compiled model per input signature."""
 
     def __init__(self, model: onnx.ModelProto, **compile_kwargs):
-        self.model = model
         self.input_names = [vi.name for vi in graph_inputs(model)]
+        self.output_names = [vi.name for vi in model.graph.output]
+        self.model, self.narrowed_outputs = carry_narrow_dtypes(model)
         self.specialized = shape_deciding_inputs(model)
         self.compile_kwargs = compile_kwargs
         self._compiled: dict = {}
@@ -161,12 +247,15 @@ class ForgeBackendRep(BackendRep):
             if not isinstance(value, np.ndarray):
                 raise InputError(f"input '{name}' is a {type(value).__name__}, not a tensor",
                                  "sequence, map and optional inputs are not supported")
+        arrays = {n: _widen(a) for n, a in arrays.items()}
         compiled = self.compiled_for(arrays)
         rest = [arrays[n] for n in self.input_names if n not in self.specialized]
         res = compiled(*rest)
-        if isinstance(res, (tuple, list)):
-            return [np.asarray(r) for r in res]
-        return [np.asarray(res)]
+        outs = [np.asarray(r) for r in res] if isinstance(res, (tuple, list)) else [np.asarray(res)]
+        for i, name in enumerate(self.output_names[:len(outs)]):
+            if name in self.narrowed_outputs:
+                outs[i] = _narrow(outs[i], *self.narrowed_outputs[name])
+        return outs
 
 
 class ForgeBackend(Backend):

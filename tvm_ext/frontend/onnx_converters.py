@@ -420,6 +420,12 @@ def _fold_if_constant(bb, out):
     """
     if not isinstance(out, relax.Call) or not isinstance(out.ty, relax.TensorType):
         return out
+    if isinstance(out.op, tvm.ir.Op) and out.op.name == "relax.size":
+        # the element count of a static-shaped tensor
+        in_shape = out.args[0].ty.shape
+        if in_shape is not None and all(isinstance(d, tirx.IntImm) for d in in_shape.values):
+            count = int(np.prod([int(d) for d in in_shape.values], dtype=np.int64))
+            return relax.const(np.array(count, dtype=str(out.ty.dtype)), str(out.ty.dtype))
     shape = out.ty.shape
     if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape.values):
         return out
