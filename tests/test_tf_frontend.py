@@ -200,6 +200,18 @@ def test_keras_sequential():
     assert checks[0].pcc >= PCC       # dropout is inference-mode (identity), as Keras' own call
 
 
+def test_keras_functional_two_inputs_two_outputs():
+    keras.utils.set_random_seed(10)
+    a, b = keras.Input((5,), batch_size=2, name="a"), keras.Input((3,), batch_size=2, name="b")
+    h = keras.layers.Dense(4, name="mix")(keras.layers.Concatenate()([a, b]))
+    model = keras.Model([a, b], [keras.layers.Dense(2, name="p")(h), keras.layers.Dense(1, name="q")(h)])
+    xa, xb = rand(2, 5, seed=12), rand(2, 3, seed=13)
+    cm, checks = compile_and_verify(model, [xa, xb])
+    assert len(checks) == 2 and [s[0] for s in cm.context.imported.input_specs] == ["a", "b"]
+    out = cm(xa, xb)
+    assert isinstance(out, list) and [o.shape for o in out] == [(2, 2), (2, 1)]
+
+
 class TwoHeads(keras.Model):
     """A subclassed model returning a dict whose key order is not sorted."""
 
@@ -299,6 +311,17 @@ def test_tf_op_without_a_tflite_builtin_is_named():
 
     with pytest.raises(FrontendError, match="TensorFlow ops with no TFLite builtin: tf.MatrixDeterminant"):
         forge_fe.compile(det, [rand(3, 3)])
+
+
+def test_tflite_op_tvm_cannot_import_is_named():
+    from tensorflow.compiler.tf2xla.python import xla
+
+    @tf.function
+    def update(x, i):
+        return xla.dynamic_update_slice(x, tf.ones((1, 2)), tf.stack([i, i]))
+
+    with pytest.raises(FrontendError, match="TFLite ops TVM's importer does not support: 'DYNAMIC_UPDATE_SLICE'"):
+        forge_fe.compile(update, [np.zeros((4, 4), "float32"), np.array(1, "int32")])
 
 
 def test_unreadable_saved_model_is_refused(tmp_path):
