@@ -3,8 +3,8 @@ Keras models written from layers, compiled from keras.Model objects and from a S
 directory exported in the test; compared with Keras' / TensorFlow's own outputs.
 
 keras-hub is not installed here (it would pull a second TensorFlow build), so the transformer
-and recurrent models are written from keras.layers. EfficientNet-B0 and DenseNet-121 are
-nightly only: their TFLite conversion alone takes 20-40 s on the CI machine.
+and recurrent models are written from keras.layers. ResNet-50, EfficientNet-B0 and DenseNet-121
+are nightly only: at any input size their import (TFLite conversion) takes 20-40 s here.
 """
 import os
 
@@ -83,12 +83,14 @@ CASES = [
                application("MobileNetV3Small", dict(alpha=0.75, classes=10, include_preprocessing=True))),
     MatrixCase("vgg16", "tensorflow", "CNN (keras.applications)",
                application("VGG16", dict(include_top=False, pooling="avg"))),
-    MatrixCase("resnet50", "tensorflow", "CNN (keras.applications)", application("ResNet50", dict(classes=10))),
+    MatrixCase("mobilenet", "tensorflow", "CNN (keras.applications MobileNet v1)",
+               application("MobileNet", dict(alpha=0.25, classes=10))),
     MatrixCase("transformer_encoder", "tensorflow", "encoder (keras.layers, from a SavedModel)",
                transformer_encoder_saved_model, reference=saved_model_outputs),
     MatrixCase("lstm", "tensorflow", "recurrent (keras LSTM x2)", lstm_classifier),
 ]
 NIGHTLY_ONLY = [
+    MatrixCase("resnet50", "tensorflow", "CNN (keras.applications)", application("ResNet50", dict(classes=10))),
     MatrixCase("efficientnet_b0", "tensorflow", "CNN (keras.applications: swish, squeeze-excite)",
                application("EfficientNetB0", dict(classes=10))),
     MatrixCase("densenet121", "tensorflow", "CNN (keras.applications: dense concat)",
