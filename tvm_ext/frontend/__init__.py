@@ -13,6 +13,7 @@ import importlib
 # public name -> submodule that defines it (add other frontends here)
 _EXPORTS = {
     "from_onnx": "onnx",
+    "from_stablehlo": "stablehlo",
 }
 
 __all__ = sorted(_EXPORTS)
