@@ -583,6 +583,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:       # output piped into e.g. `head`, which stopped reading: not an error
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except Exception as exc:
         log.debug("traceback", exc_info=True)
         print(f"forge-fe: internal error: {type(exc).__name__}: {exc}\n  hint: this is a bug in forge_fe; rerun "

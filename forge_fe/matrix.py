@@ -426,16 +426,21 @@ def plot_device_share(recs) -> str:
     return _svg(W, H, body, "Share of ops on the device, by model")
 
 
+def _nines(pcc: float) -> float:
+    """-log10(1 - PCC), capped at 7: 0.99 -> 2, 0.9999 -> 4; spreads values that all look like 1.0."""
+    return min(-math.log10(max(1.0 - pcc, 1e-7)), 7.0)
+
+
 def plot_pcc_by_format(recs) -> str:
-    """Dots per model and data format; x is PCC against the float32 framework output."""
+    """Dots per model and data format; x is PCC against the float32 framework output, on a scale of
+    nines (-log10(1 - PCC)) so 0.999 and 0.99999 are far apart."""
     rows = _pcc_by_format(recs)
     W, L, rowh, T = 640, 170, 22, 30
     H = T + rowh * max(len(rows), 1) + 60
-    vals = [v for d in rows.values() for v in d.values() if v is not None and not math.isnan(v)]
-    lo = min(vals + [0.99])
-    lo = math.floor(lo * 200) / 200 if lo > 0.9 else math.floor(lo * 10) / 10
+    vals = [_nines(v) for d in rows.values() for v in d.values() if v is not None and not math.isnan(v)]
+    lo = max(0, math.floor(min(vals + [2.0])))
     scale = W - L - 40
-    sx = lambda v: L + scale * (v - lo) / (1.0 - lo)
+    sx = lambda n: L + scale * (n - lo) / (7.0 - lo)
     body = [f'<line x1="{L}" y1="{T}" x2="{L}" y2="{T + rowh * len(rows)}" stroke="black"/>']
     for i, ((model, fw), by_df) in enumerate(rows.items()):
         y = T + i * rowh + rowh / 2
@@ -444,15 +449,19 @@ def plot_pcc_by_format(recs) -> str:
         for df, v in by_df.items():
             if v is None or math.isnan(v):
                 continue
-            body.append(f'<circle cx="{sx(max(v, lo)):.1f}" cy="{y}" r="5" fill="{FORMAT_COLOR.get(df, "gray")}" '
-                        f'fill-opacity="0.8"><title>{html.escape(model)} {df}: PCC {v:.6f}</title></circle>')
+            body.append(f'<circle cx="{sx(max(_nines(v), lo)):.1f}" cy="{y}" r="5" '
+                        f'fill="{FORMAT_COLOR.get(df, "gray")}" fill-opacity="0.8">'
+                        f'<title>{html.escape(model)} {df}: PCC {v:.7f}</title></circle>')
     yb = T + rowh * len(rows)
-    for v in _ticks(lo, 1.0, 4):
-        body.append(f'<text x="{sx(v):.1f}" y="{yb + 14}" text-anchor="middle">{v:.4f}</text>')
+    for n in range(lo, 8):
+        label = "1.0" if n == 7 else ("0." + "9" * n if n else "0")
+        body.append(f'<text x="{sx(n):.1f}" y="{yb + 14}" text-anchor="middle">{label}</text>')
+    body.append(f'<text x="{L + scale / 2}" y="{yb + 28}" text-anchor="middle">PCC (log scale of 1 - PCC; '
+                '1.0 means within 1e-7)</text>')
     for i, (df, c) in enumerate(FORMAT_COLOR.items()):
-        body.append(f'<circle cx="{L + 10 + 150 * i}" cy="{yb + 36}" r="5" fill="{c}"/>'
-                    f'<text x="{L + 20 + 150 * i}" y="{yb + 40}">{df}</text>')
-    return _svg(W, H, body, "PCC by data format")
+        body.append(f'<circle cx="{L + 10 + 150 * i}" cy="{yb + 46}" r="5" fill="{c}"/>'
+                    f'<text x="{L + 20 + 150 * i}" y="{yb + 50}">{df}</text>')
+    return _svg(W, H + 10, body, "PCC by data format")
 
 
 PLOTS = {"compile_time_vs_ops.svg": plot_compile_vs_ops, "device_share.svg": plot_device_share,
