@@ -87,3 +87,104 @@ def test_backend_basics(cases):
     assert ForgeBackend.supports_device("CPU")
     xs = sample_inputs(model)
     assert [x.shape for x in xs] == [(3, 4, 5), (5,)] and all(x.dtype == np.float32 for x in xs)
+
+
+# ---------------------------------------------------------------- model formats (issue 4 bullets)
+#
+# Each model is compiled with forge_fe.compile and its outputs checked against onnxruntime's on the
+# same inputs (forge_fe.verify runs the ONNX golden, which is onnxruntime).
+
+import forge_fe  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def _small_cnn(opset: int = 13, batch="N") -> onnx.ModelProto:
+    """Conv -> Relu -> MaxPool -> Flatten -> Gemm -> Softmax, with a symbolic batch dim."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv_w"),
+        numpy_helper.from_array(rng.standard_normal((4,)).astype(np.float32), "conv_b"),
+        numpy_helper.from_array(rng.standard_normal((64, 5)).astype(np.float32) * 0.1, "fc_w"),
+        numpy_helper.from_array(rng.standard_normal((5,)).astype(np.float32), "fc_b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["g"]),
+        helper.make_node("Softmax", ["g"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "small_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model
+
+
+def _x(batch=2):
+    return np.random.default_rng(1).standard_normal((batch, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("opset", list(range(7, 24)))
+def test_model_across_opsets_via_version_converter(opset):
+    from onnx import version_converter
+    # written at opset 7 (the oldest the importer supports) and converted up
+    model = _small_cnn(7)
+    if opset != 7:
+        model = version_converter.convert_version(model, opset)
+    assert model.opset_import[0].version == opset
+    cm = forge_fe.compile(model, [_x()])
+    forge_fe.verify([_x()], model, cm, rtol=1e-4, atol=1e-5)
+
+
+def test_initializers_listed_as_graph_inputs():
+    model = _small_cnn()
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in model.graph.initializer)
+    cm = forge_fe.compile(model, [_x()])  # the weights are not inputs: one sample input is enough
+    forge_fe.verify([_x()], model, cm, rtol=1e-4, atol=1e-5)
+
+
+def test_external_data_model(tmp_path):
+    model = _small_cnn()
+    path = tmp_path / "cnn.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="cnn.weights", size_threshold=0)
+    assert (tmp_path / "cnn.weights").exists()
+    assert all(t.data_location == TensorProto.EXTERNAL for t in onnx.load(str(path), load_external_data=False)
+               .graph.initializer)
+    cm = forge_fe.compile(str(path), [_x()])
+    forge_fe.verify([_x()], str(path), cm, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_symbolic_batch_dim_takes_the_sample_inputs_batch(batch):
+    model = _small_cnn(batch="batch")
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    cm = forge_fe.compile(model, [_x(batch)])
+    out = cm(_x(batch))
+    assert out.shape == (batch, 5)
+    forge_fe.verify([_x(batch)], model, cm, rtol=1e-4, atol=1e-5)
+
+
+def test_shape_inputs_are_specialized_and_recompiled_per_value():
+    """A Reshape whose shape is a graph input: compiled for the value given to run(), again for a new one."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    rep = ForgeBackend.prepare(model)
+    assert rep.specialized == ["shape"]
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    (a,) = rep.run([x, np.array([3, 4])])
+    (b,) = rep.run([x, np.array([4, -1])])
+    np.testing.assert_array_equal(a, x.reshape(3, 4))
+    np.testing.assert_array_equal(b, x.reshape(4, 3))
+    assert len(rep._compiled) == 2
