@@ -77,6 +77,9 @@ def golden_outputs(model, inputs):
     from forge_fe.module import ForgeModule
     if isinstance(model, ForgeModule):
         return model(*inputs)
+    if callable(model):            # any other callable is a JAX function, as in forge_fe.compile
+        from forge_fe.frontend.jax import golden_outputs as jax_golden_outputs
+        return jax_golden_outputs(model, inputs)
     raise VerificationError(f"cannot compute golden outputs for a {type(model).__name__}")
 
 

@@ -26,7 +26,7 @@ from tvm import relax
 
 from forge_fe.errors import FrontendError
 
-__all__ = ["from_stablehlo"]
+__all__ = ["from_stablehlo", "import_stablehlo"]
 
 #: non-splat constants with at least this many elements become weight parameters
 LARGE_CONSTANT = 1024
@@ -68,19 +68,18 @@ def from_stablehlo(module, weights: Mapping[int, tuple[str, np.ndarray]] | None 
         ``mod["main"]`` takes the user inputs followed by the weights;
         ``params`` maps each weight parameter's name to its value.
     """
+    mod, params, _ = import_stablehlo(module, weights, input_names)
+    return mod, params
+
+
+def import_stablehlo(module, weights=None, input_names=None):
+    """`from_stablehlo`, also returning {Relax var name: JAX name stack such as 'Dense_0/dot_general'}."""
     from jaxlib.mlir import ir
-    ctx, owner = _context_for(module)
+    ctx = module.context if isinstance(module, ir.Module) else _new_context()
     with ctx, ir.Location.unknown():
-        mlir_module = _parse(module, ir)
-        importer = _Importer(mlir_module, dict(weights or {}), input_names)
+        importer = _Importer(_parse(module, ir), dict(weights or {}), input_names)
         mod = importer.run()
-    del owner
-    return mod, importer.params
-
-
-def sources_of(mod) -> dict[str, str]:
-    """Relax var name -> JAX name stack ("Dense_0/dot_general") of the op that made it."""
-    return dict(getattr(mod, "_stablehlo_sources", {}) or {})
+    return mod, importer.params, importer.sources
 
 
 # --------------------------------------------------------------------------
@@ -88,13 +87,10 @@ def sources_of(mod) -> dict[str, str]:
 # --------------------------------------------------------------------------
 
 
-def _context_for(module):
-    from jaxlib.mlir import ir
-    if isinstance(module, ir.Module):
-        return module.context, None
+def _new_context():
+    # jax's own context has every dialect jax emits (func, stablehlo, chlo, sdy ...) registered.
     from jax._src.interpreters import mlir as jax_mlir
-    ctx = jax_mlir.make_ir_context()
-    return ctx, ctx
+    return jax_mlir.make_ir_context()
 
 
 def _parse(module, ir):
@@ -260,7 +256,6 @@ class _Importer:
             self.bb.emit_func_output(ret)
         mod = self.bb.get()
         mod["main"] = mod["main"].with_attr("num_input", len(inputs))
-        mod._stablehlo_sources = self.sources
         return mod
 
     def _materialize(self, e):
