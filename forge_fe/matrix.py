@@ -97,8 +97,8 @@ class MatrixFailure(Exception):
 # ---- running one case ------------------------------------------------------------------------
 
 def framework_outputs(model, inputs):
-    """The framework's own outputs: torch / onnxruntime through forge_fe.verify, else call the model
-    (keras models, tf.functions and JAX callables are called on the sample inputs)."""
+    """The framework's own outputs: forge_fe.verify's golden run (torch, ONNX via onnxruntime,
+    TensorFlow), else the model called on the inputs (JAX callables)."""
     from forge_fe.errors import VerificationError
     from forge_fe.verify import golden_outputs
     try:
@@ -109,17 +109,10 @@ def framework_outputs(model, inputs):
         return model(*inputs)
 
 
-def _to_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().float() if str(x.dtype) == "torch.bfloat16" else x.detach()
-        return x.cpu().numpy()
-    return np.asarray(x)
-
-
 def compare(golden, ours, rtol, atol) -> tuple[list[float], bool]:
     """PCC per output (forge_fe.verify.pcc) and whether every output is allclose."""
     from forge_fe import structure
-    from forge_fe.verify import pcc
+    from forge_fe.verify import _to_numpy, pcc
     g, _ = structure.flatten(golden)
     o, _ = structure.flatten(ours)
     if len(g) != len(o):
@@ -172,6 +165,7 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
         rec.stage_reached = done[-1] if done else "build"
         return fail(exc.stage, _first_lines(exc))
     except Exception as exc:   # not wrapped by the pipeline: attribute it to the stage that was running
+        rec.stage_reached = done[-1] if done else "build"
         names = [name for _, name, _ in STAGES]
         stage = names[len(done)] if len(done) < len(names) else "binary"
         return fail(stage, f"uncaught {type(exc).__name__}: {_first_lines(exc)}")
