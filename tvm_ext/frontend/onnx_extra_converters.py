@@ -585,6 +585,54 @@ class RotaryEmbedding(OnnxOpConverter):
         return relax.op.reshape(out, shape)
 
 
+# --------------------------------------------------------------------------
+# Elementwise edge cases
+# --------------------------------------------------------------------------
+
+
+class IsInf(OnnxOpConverter):
+    """IsInf honouring ``detect_positive`` / ``detect_negative`` (TVM ignores both)."""
+
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        pos, neg = int(attr.get("detect_positive", 1)), int(attr.get("detect_negative", 1))
+        inf = bb.normalize(relax.op.isinf(x))
+        if pos and neg:
+            return inf
+        if not pos and not neg:
+            return relax.op.zeros(x.ty.shape, "bool")
+        zero = _const(0, _dtype(x))
+        sign = relax.op.greater(x, zero) if pos else relax.op.less(x, zero)
+        return relax.op.logical_and(inf, sign)
+
+
+class BitShift(OnnxOpConverter):
+    """BitShift with shift amounts outside [0, bits): LEFT gives 0, RIGHT fills with the sign
+    (-1 for negative signed values, else 0), as the ONNX suite expects; TVM's shifts are undefined there."""
+
+    @classmethod
+    def _impl_v11(cls, bb, inputs, attr, params):
+        x, amount = inputs[0], inputs[1]
+        dt = _dtype(x)
+        direction = attr.get("direction", b"LEFT")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        bits = np.iinfo(np.dtype(dt)).bits
+        zero = _const(0, dt)
+        in_range = bb.normalize(relax.op.logical_and(relax.op.greater_equal(amount, zero),
+                                                     relax.op.less(amount, _const(bits, dt))))
+        safe = bb.normalize(relax.op.where(in_range, amount, zero))
+        if direction == "LEFT":
+            shifted, fill = relax.op.left_shift(x, safe), zero
+        elif direction == "RIGHT":
+            shifted = relax.op.right_shift(x, safe)
+            signed = np.issubdtype(np.dtype(dt), np.signedinteger)
+            fill = relax.op.where(relax.op.less(x, zero), _const(-1, dt), zero) if signed else zero
+        else:
+            raise ValueError(f"BitShift direction must be LEFT or RIGHT, got {direction!r}")
+        return relax.op.where(in_range, shifted, fill)
+
+
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
     "Constant": Constant,
@@ -605,4 +653,6 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "BlackmanWindow": BlackmanWindow,
     "ReverseSequence": ReverseSequence,
     "RotaryEmbedding": RotaryEmbedding,
+    "IsInf": IsInf,
+    "BitShift": BitShift,
 }
