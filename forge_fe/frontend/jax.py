@@ -81,8 +81,10 @@ def _framework_names(model) -> dict[int, str]:
             continue
         for path, leaf in leaves:
             value = getattr(leaf, "value", leaf)    # nnx.Variable -> its array
-            names.setdefault(id(value), _path_name(path))
-            names.setdefault(id(leaf), _path_name(path))
+            # nnx state paths end in the Variable's 'value' field: name the variable, not the field.
+            name = _path_name(path).removesuffix("/value")
+            names.setdefault(id(value), name)
+            names.setdefault(id(leaf), name)
     return names
 
 

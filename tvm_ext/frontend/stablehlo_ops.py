@@ -245,6 +245,9 @@ _COMPARE = {"EQ": (R.equal, np.equal), "NE": (R.not_equal, np.not_equal), "GT": 
 @converter("stablehlo.compare")
 def compare(cv, op, ins):
     relax_fn, np_fn = _COMPARE[enum_attr(op, "comparison_direction")]
+    if cv.dtype_of(ins[0]) == "bool" and any(cv.known(x) is None for x in ins):
+        # TVM's LLVM codegen emits a float compare for i1 operands: compare them as int8.
+        ins = [cv.emit(R.astype(x, "int8")) for x in ins]
     return elementwise(relax_fn, np_fn)(cv, op, ins)
 
 
