@@ -164,8 +164,9 @@ def _inputs_from_specs(specs, args, source: str) -> list[np.ndarray]:
         if text is not None:
             dims = _shape(text, text)
         if dims is None or any(d is None for d in dims):
+            example = "x".join(str(1 if d is None else d) for d in dims) if dims else "1x3x224x224"
             raise _usage_error(f"input '{name}' of {source} has unknown dimensions {dims}",
-                               f"give them, e.g. --input-shape {name}=1x3x224x224")
+                               f"give them, e.g. --input-shape {name}={example}")
         dtype = dtypes.get(name, dtype_pos[i] if i < len(dtype_pos) else dtype)
         inputs.append(_sample(dims, dtype, seed=i))
     return inputs
@@ -198,19 +199,30 @@ def _saved_model_specs(path):
     for attr in ("serve", "__call__"):
         fn = getattr(loaded, attr, None)
         if fn is not None and hasattr(fn, "get_concrete_function") and getattr(fn, "input_signature", None):
-            return [(s.name or f"input_{i}", s.shape.as_list(), s.dtype.name) for i, s in enumerate(fn.input_signature)]
-    sig = loaded.signatures.get("serving_default")
-    if sig is None:
-        raise _usage_error(f"SavedModel '{path}' has no input signature the CLI can read",
-                           "export it with model.export(path), or compile it from Python with sample inputs")
-    return [(n, s.shape.as_list(), s.dtype.name) for n, s in sig.structured_input_signature[1].items()]
+            specs = [(s.name or f"input_{i}", s.shape.as_list(), s.dtype.name) for i, s in enumerate(fn.input_signature)]
+            break
+    else:
+        sig = loaded.signatures.get("serving_default")
+        if sig is None:
+            raise _usage_error(f"SavedModel '{path}' has no input signature the CLI can read",
+                               "export it with model.export(path), or compile it from Python with sample inputs")
+        specs = [(n, s.shape.as_list(), s.dtype.name) for n, s in sig.structured_input_signature[1].items()]
+    return [(n, _batch_one(n, dims), dt) for n, dims, dt in specs]
+
+
+def _batch_one(name, dims):
+    """An unknown leading (batch) dimension of a Keras/TF signature defaults to 1."""
+    if dims and dims[0] is None:
+        log.info("input '%s': batch dimension unknown, using 1 (--input-shape to choose)", name)
+        return [1] + list(dims[1:])
+    return dims
 
 
 def _object_specs(model):
     """Shapes a model object declares itself (keras functional inputs, batch 1), else unknown."""
     ins = getattr(model, "inputs", None)
     if ins and all(hasattr(t, "shape") for t in ins):
-        return [(getattr(t, "name", f"input_{i}"), [1 if d is None else d for d in list(t.shape)],
+        return [(getattr(t, "name", f"input_{i}"), _batch_one(getattr(t, "name", f"input_{i}"), list(t.shape)),
                  str(getattr(t, "dtype", "float32")).replace("<dtype: '", "").replace("'>", ""))
                 for i, t in enumerate(ins)]
     return None
@@ -339,10 +351,17 @@ def cmd_demo(args):
     return EXIT_OK
 
 
+def _existing(path, what="binary"):
+    if not os.path.exists(path):
+        raise _usage_error(f"no such {what}: '{path}'", "compile one with forge-fe compile MODEL -o out.ttb"
+                           if what == "binary" else "")
+    return path
+
+
 def cmd_run(args):
     import forge_fe
     from forge_fe import structure
-    cm = forge_fe.load(args.binary)
+    cm = forge_fe.load(_existing(args.binary))
     if not os.path.exists(args.inputs):
         raise _usage_error(f"no such file: '{args.inputs}'", "save the inputs with numpy.savez(path, name=array)")
     try:
@@ -412,7 +431,7 @@ def _read_table(section, out) -> str:
 
 def cmd_read(args):
     from forge_fe import binary as binio
-    b = binio.read(args.binary)
+    b = binio.read(_existing(args.binary))
     section = args.section
     if section == "mlir":
         print(b.debug.get("ttir.mlir", ""))

@@ -109,6 +109,41 @@ def test_compile_object_with_shapes_flags_and_fallback(nets, tmp_path, capsys):
     assert "Float16_b" in {t.data_format for t in forward.tensors}
 
 
+KERAS_NET = """
+import keras
+keras.utils.set_random_seed(0)
+inp = keras.Input((8,), name="features")
+net = keras.Model(inp, keras.layers.Dense(4, activation="tanh")(keras.layers.Dense(16, activation="relu")(inp)))
+"""
+
+
+def test_compile_keras_object_and_saved_model_dir(tmp_path, capsys):
+    """A functional Keras model declares its inputs (batch 1); its SavedModel compiles from the directory;
+    `run` matches TensorFlow's own output of the SavedModel."""
+    tf = pytest.importorskip("tensorflow")
+    (tmp_path / "knets.py").write_text(KERAS_NET)
+    assert cli.main(["--quiet", "compile", f"{tmp_path / 'knets.py'}:net", "-o", str(tmp_path / "k.ttb")]) == 0
+    assert "binary written" in capsys.readouterr().out
+    saved = str(tmp_path / "saved")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import knets
+        knets.net.export(saved, verbose=False)
+    finally:
+        sys.path.remove(str(tmp_path))
+    ttb, xs, ys = (str(tmp_path / n) for n in ("s.ttb", "x.npz", "y.npz"))
+    assert cli.main(["--quiet", "compile", saved, "-o", ttb, "--save-inputs", xs]) == 0
+    assert cli.main(["--quiet", "run", ttb, "--inputs", xs, "--output", ys]) == 0
+    x = np.load(xs)
+    loaded = tf.saved_model.load(saved)
+    want = loaded.serve(x[x.files[0]]).numpy()
+    np.testing.assert_allclose(np.load(ys)["output0"], want, rtol=1e-5, atol=1e-6)
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    assert cli.main(["--quiet", "compile", str(tmp_path / "empty")]) == cli.EXIT_USAGE
+    assert "without saved_model.pb" in capsys.readouterr().err
+
+
 def test_onnx_symbolic_dims_need_shapes_and_compile_depth_stops(tmp_path, capsys):
     model, inputs = zoo.resnet_tiny()
     path = str(tmp_path / "r.onnx")
@@ -133,6 +168,8 @@ def test_onnx_symbolic_dims_need_shapes_and_compile_depth_stops(tmp_path, capsys
     (["compile", "forge_fe.zoo:ResNet"], cli.EXIT_USAGE, "gives no sample inputs"),
     (["compile", "forge_fe.zoo:ResNet", "--input-shape", "1x3xQ"], cli.EXIT_USAGE, "is not a shape"),
     (["report", "--results", "{tmp}/empty"], cli.EXIT_USAGE, "no matrix records"),
+    (["run", "{tmp}/none.ttb", "--inputs", "x.npz"], cli.EXIT_USAGE, "no such binary"),
+    (["read", "{tmp}/none.ttb"], cli.EXIT_USAGE, "no such binary"),
 ])
 def test_bad_input_exit_codes(argv, code, message, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
