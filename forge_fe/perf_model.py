@@ -458,6 +458,32 @@ def _embedding(c: OpContext) -> Cost:
     return cost
 
 
+# -- gradients (training; forge_fe/op/grad.py)
+
+@rule("conv", "ttir.conv_transpose2d")
+def _conv_transpose2d(c: OpContext) -> Cost:
+    """Each input pixel times the (Cin/groups x Cout/groups*KH*KW) weight: GEMM with M = N*IH*IW,
+    K = Cin/groups, N = Cout*KH*KW (the scatter form; no multiplies by inserted zeros)."""
+    n, ih, iw, cin = c.ins[0].shape
+    _, cout_g, kh, kw = c.ins[1].shape
+    groups = int(c.attrs.get("groups", 1))
+    return _with_bias(_gemm_cost(c, 1, n * ih * iw, cin // groups, cout_g * groups * kh * kw, c.ins[:2]), c, 2)
+
+
+# max-pool backward: one pass per window position over the input-sized gradient, as the pool itself
+rule("pool", "ttir.max_pool2d_grad")(_pool("max"))
+
+
+@rule("data_movement", "ttir.embedding_backward")
+def _embedding_backward(c: OpContext) -> Cost:
+    """Scatter-add of the gradient rows into the table: reads indices and gradient, writes the table."""
+    idx, grad = c.ins[0], c.ins[2]
+    n = tiles(grad.shape)
+    cost = Cost(float(math.prod(grad.shape)), n * (TILE_CYCLES["datacopy"] + TILE_CYCLES["add"]), n)
+    cost.dram_bytes = tensor_bytes(idx) + tensor_bytes(grad) + tensor_bytes(c.out)
+    return cost
+
+
 DEFAULT_RULE = ("default", _copy)
 
 

@@ -240,6 +240,12 @@ SPECS = {   # op -> (input (shape, dtype) list, attrs); unlisted ops are unary o
                     {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}),
     "ttir.max_pool2d": ([_NHWC], _POOL),
     "ttir.avg_pool2d": ([_NHWC], dict(_POOL, count_include_pad=True)),
+    # gradient ops (training)
+    "ttir.conv_transpose2d": ([_NHWC, ((8, 4, 3, 3), "float32")],
+                              {"stride": [2, 2], "padding": [0, 0], "output_padding": [1, 1], "dilation": [1, 1],
+                               "groups": 1}),
+    "ttir.max_pool2d_grad": ([_NHWC, ((1, 8, 8, 8), "float32")], _POOL),
+    "ttir.embedding_backward": ([((1, 16), "int32"), ((1000, 256), "float32"), ((1, 16, 256), "float32")], {}),
 }
 
 
