@@ -159,9 +159,17 @@ def binary(name, fn, relax=(), ttir=None, out_dtype=None, backward=None, doc="")
 
 
 def _select_grad(d, first_wins, g):
-    """Send g to the operand that won the comparison (ties go to the first)."""
+    """Send g to the operand the condition picks."""
     zero = d.const(0.0)
     return d.op(where, first_wins, g, zero), d.op(where, first_wins, zero, g)
+
+
+def _extremum_grad(d, x, y, first_wins_op, g):
+    """g goes to the winner of maximum/minimum; a tie splits it evenly (as torch does)."""
+    zero, half = d.const(0.0), d.op(multiply, g, d.const(0.5))
+    wins, tie = d.op(first_wins_op, x, y), d.op(equal, x, y)
+    return (d.op(where, wins, g, d.op(where, tie, half, zero)),
+            d.op(where, wins, zero, d.op(where, tie, half, g)))
 
 
 add = binary("add", torch.add, relax=("relax.add",), backward=lambda d, x, y, z, g: (g, g))
@@ -173,9 +181,9 @@ divide = binary("divide", lambda x, y: torch.div(x, y) if x.is_floating_point() 
                 relax=("relax.divide",), ttir="ttir.div",
                 backward=lambda d, x, y, z, g: (d.op(divide, g, y), d.op(neg, d.op(divide, d.op(multiply, g, z), y))))
 maximum = binary("maximum", torch.maximum, relax=("relax.maximum",),
-                 backward=lambda d, x, y, z, g: _select_grad(d, d.op(greater_equal, x, y), g))
+                 backward=lambda d, x, y, z, g: _extremum_grad(d, x, y, greater, g))
 minimum = binary("minimum", torch.minimum, relax=("relax.minimum",),
-                 backward=lambda d, x, y, z, g: _select_grad(d, d.op(less_equal, x, y), g))
+                 backward=lambda d, x, y, z, g: _extremum_grad(d, x, y, less, g))
 power = binary("power", torch.pow, relax=("relax.power",), ttir="ttir.pow",
                backward=lambda d, x, y, z, g: (
                    d.op(multiply, g, d.op(multiply, y, d.op(power, x, d.op(subtract, y, d.const(1.0, y.dtype))))),

@@ -196,8 +196,24 @@ def _max_pool2d_grad(d):
 
 max_pool2d = defop("max_pool2d", **layout_aware(_pool_shape, _max_pool_golden, _pool_lower("ttir.max_pool2d")),
                    relax=("relax.nn.max_pool2d",), from_relax=_pool_from_relax(False), backward=_max_pool2d_grad)
+def _avg_pool2d_grad(d):
+    """dx = conv_transpose2d(g, ones / (kh kw)) per channel (a depthwise conv2d input gradient), when every
+    window divides by kh*kw: count_include_pad, or no padding; no ceil_mode."""
+    from forge_fe.op.grad import conv2d_input_grad
+    x, a = d.x[0], d.node.attrs
+    if a.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError("avg_pool2d backward runs before the channels-last pass (NCHW)")
+    if a["ceil_mode"] or not (a["count_include_pad"] or not any(a["padding"])):
+        raise NotImplementedError("the backward of avg_pool2d with ceil_mode or count_include_pad=False over "
+                                  "padding is not implemented")
+    c, (kh, kw) = x.shape[1], a["kernel"]
+    weight = d.graph.add_const(f"{d.node.name}.bwd.window", np.full((c, 1, kh, kw), 1.0 / (kh * kw), np.float32))
+    return [d.op(conv2d_input_grad, d.grad, weight, stride=a["stride"], padding=a["padding"],
+                 dilation=a["dilation"], groups=c, input_shape=list(x.shape))]
+
+
 avg_pool2d = defop("avg_pool2d", **layout_aware(_pool_shape, _avg_pool_golden, _pool_lower("ttir.avg_pool2d")),
-                   relax=("relax.nn.avg_pool2d",), from_relax=_pool_from_relax(True))
+                   relax=("relax.nn.avg_pool2d",), from_relax=_pool_from_relax(True), backward=_avg_pool2d_grad)
 
 
 def _global_pool_from_relax(call):

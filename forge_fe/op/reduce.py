@@ -43,6 +43,15 @@ def _mean_grad(d):
     return [_spread(d, d.op(multiply, d.grad, d.const(1.0 / max(count, 1))))]
 
 
+def _extremum_grad(d):
+    """max/min: g goes to the elements equal to the result, split evenly among ties (as torch's amax)."""
+    from forge_fe.op.eltwise import cast, divide, equal, multiply
+    x = d.x[0]
+    hit = d.op(cast, d.op(equal, x, _spread(d, d.y)), dtype=x.dtype)
+    ties = _spread(d, d.op(sum_, hit, dims=d.node.attrs["dims"], keep_dim=True))
+    return [d.op(multiply, hit, d.op(divide, _spread(d, d.grad), ties))]
+
+
 def reduction(name, fn, relax, backward=None):
     """y = fn over `dims` (all listed dims at once), keeping them as size 1 if keep_dim."""
     def golden(ins, a):
@@ -69,6 +78,6 @@ def _multi(fn):
 
 sum_ = reduction("sum", lambda x, d, k: torch.sum(x, d, keepdim=k), "relax.sum", backward=_sum_grad)
 mean = reduction("mean", lambda x, d, k: torch.mean(x, d, keepdim=k), "relax.mean", backward=_mean_grad)
-max_ = reduction("max", _multi(lambda x, d, k: torch.amax(x, d, keepdim=k)), "relax.max")
-min_ = reduction("min", _multi(lambda x, d, k: torch.amin(x, d, keepdim=k)), "relax.min")
+max_ = reduction("max", _multi(lambda x, d, k: torch.amax(x, d, keepdim=k)), "relax.max", backward=_extremum_grad)
+min_ = reduction("min", _multi(lambda x, d, k: torch.amin(x, d, keepdim=k)), "relax.min", backward=_extremum_grad)
 prod = reduction("prod", _multi(lambda x, d, k: torch.prod(x, d, keepdim=k)), "relax.prod")
