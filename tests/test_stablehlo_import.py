@@ -190,6 +190,13 @@ def test_gather_and_scatter_from_jnp_indexing(x45):
     check(f, x45, idx)
 
 
+def test_point_gather_with_several_index_arrays(rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    i = np.array([[0, 2], [1, -1]], np.int32)
+    j = np.array([[3, 0], [4, 1]], np.int32)
+    check(lambda x, i, j: (x[i, j], x[:, i, j], x[i, :, j], x[2, i]), x, i, j)
+
+
 def test_embedding_lookup_is_a_take(rng):
     table = rng.standard_normal((50, 8)).astype(np.float32)
     tokens = np.array([[1, 7, 49], [0, 3, 3]], np.int32)

@@ -225,6 +225,7 @@ class _Importer:
         self.bb = relax.BlockBuilder()
         self._names: set[str] = set()
         self.current = None                 # op being converted (for errors)
+        self.call_sites: list = []          # func.call ops being inlined, outermost first
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -302,12 +303,24 @@ class _Importer:
         return seen
 
     def _check_supported(self, converters, region_owned):
-        missing = {}
-        for fname in self._reachable_funcs():
+        """One error listing every op without a converter, each with its location (for ops in a
+        private function, also the call site in main, which points at the user's code)."""
+        missing, seen = {}, set()
+
+        def visit(fname, via):
+            seen.add(fname)
             for op in self._walk(self.funcs[fname], region_owned):
                 name = op.operation.name
+                for attr in ("callee", "decomposition"):
+                    if attr in op.attributes:
+                        callee = self.ir.FlatSymbolRefAttr(op.attributes[attr]).value
+                        if callee in self.funcs and callee not in seen:
+                            visit(callee, via or loc_text(op.location))
                 if name not in converters and name not in _TERMINATORS:
-                    missing.setdefault(name, []).append(loc_text(op.location))
+                    where = loc_text(op.location) + (f", called from {via}" if via else "")
+                    missing.setdefault(name, []).append(where)
+
+        visit("main", None)
         if missing:
             parts = [f"{name} ({len(locs)}x, first at {locs[0]})" for name, locs in missing.items()]
             raise FrontendError("unsupported StableHLO ops: " + "; ".join(parts),
@@ -349,12 +362,12 @@ class _Importer:
             try:
                 outs = CONVERTERS[name](self, op, [self.env[v] for v in op.operands])
             except Unsupported as err:
-                raise FrontendError(f"StableHLO op {name} at {loc_text(op.location)}: {err}",
+                raise FrontendError(f"StableHLO op {name} at {self._where(op)}: {err}",
                                     "rewrite that part of the model, or extend tvm_ext/frontend/stablehlo_ops.py") from None
             except FrontendError:
                 raise
             except Exception as err:  # noqa: BLE001 - TVM type inference and friends
-                raise FrontendError(f"importing StableHLO op {name} at {loc_text(op.location)} failed: "
+                raise FrontendError(f"importing StableHLO op {name} at {self._where(op)} failed: "
                                     f"{_first_line(err)}",
                                     "this is a bug in tvm_ext/frontend/stablehlo_ops.py: please report it") from err
             finally:
@@ -368,7 +381,18 @@ class _Importer:
     def call_function(self, name: str, args):
         if name not in self.funcs:
             raise Unsupported(f"calls unknown function @{name}")
-        return self.convert_block(self.funcs[name].regions[0].blocks[0], args)
+        self.call_sites.append(self.current)
+        try:
+            return self.convert_block(self.funcs[name].regions[0].blocks[0], args)
+        finally:
+            self.call_sites.pop()
+
+    def _where(self, op) -> str:
+        """The op's location, and for an op inside a called function the outermost call site."""
+        text = loc_text(op.location)
+        if self.call_sites and self.call_sites[0] is not None:
+            text += f", called from {loc_text(self.call_sites[0].location)}"
+        return text
 
     def emit(self, expr, hint: str | None = None):
         """Bind `expr` (naming the var after the current op) and record its source."""

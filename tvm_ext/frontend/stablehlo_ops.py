@@ -732,7 +732,7 @@ def gather(cv, op, ins):
     offset = list(dn.offset_dims)
     obatch, ibatch = list(dn.operand_batching_dims), list(dn.start_indices_batching_dims)
     if len(smap) != 1:
-        raise Unsupported(f"gather indexing {len(smap)} dimensions at once")
+        return _point_gather(cv, op, x, idx, dn, sizes, out_shape)
     axis = smap[0]
     ind, bshape = _index_batch(cv, idx, dn.index_vector_dim)
     if obatch:
@@ -749,19 +749,54 @@ def gather(cv, op, ins):
     kept = [d for d in range(len(xs)) if d != axis]
     labels = [("x", d) for d in kept[:axis]] + [("b", j) for j in range(len(bshape))] + \
              [("x", d) for d in kept[axis:]]
-    kept_out = [d for d in range(len(xs)) if d not in collapsed]  # may include axis as a size-1 dim
+    return _arrange_gather_output(cv, y, labels, out_shape, offset, collapsed, len(xs), [axis])
+
+
+def _arrange_gather_output(cv, y, labels, out_shape, offset, collapsed, rank, indexed):
+    """Permute a take result (dims named by `labels`) into gather's output order, then reshape
+    (indexed dims gather keeps as size-1 offset dims reappear in the reshape)."""
+    kept_out = [d for d in range(rank) if d not in collapsed]
     out_labels, bi, oi = [], 0, 0
     for pos in range(len(out_shape)):
         if pos in offset:
             d = kept_out[oi]
             oi += 1
-            if d != axis:
+            if d not in indexed:
                 out_labels.append(("x", d))
         else:
             out_labels.append(("b", bi))
             bi += 1
     y = permute(cv, y, [labels.index(lab) for lab in out_labels])
     return reshape_to(cv, y, out_shape)
+
+
+def _point_gather(cv, op, x, idx, dn, sizes, out_shape):
+    """x[i, j] with index arrays: one take on x's indexed dims flattened (row-major linear index)."""
+    xs = cv.shape_of(x)
+    smap, collapsed, offset = list(dn.start_index_map), list(dn.collapsed_slice_dims), list(dn.offset_dims)
+    rest = [d for d in range(len(xs)) if d not in smap]
+    if list(dn.operand_batching_dims):
+        raise Unsupported("batched gather over several indexed dimensions")
+    if any(sizes[d] != 1 for d in smap) or any(sizes[d] != xs[d] for d in rest):
+        raise Unsupported("gather of partial slices over several indexed dimensions")
+    ishape = list(cv.shape_of(idx))
+    ivd = dn.index_vector_dim
+    ind = permute(cv, idx, [d for d in range(len(ishape)) if d != ivd] + [ivd])
+    bshape = [n for d, n in enumerate(ishape) if d != ivd]
+    idt = cv.dtype_of(idx)
+    linear, stride = None, 1
+    for j in reversed(range(len(smap))):
+        n = xs[smap[j]]
+        ij = static_slice(cv, ind, [0] * len(bshape) + [j], bshape + [j + 1])
+        ij = reshape_to(cv, ij, bshape)
+        ij = cv.emit(R.minimum(R.maximum(ij, relax.const(np.zeros((), idt))), relax.const(np.asarray(n - 1, idt))))
+        term = ij if stride == 1 else cv.emit(R.multiply(ij, relax.const(np.asarray(stride, idt))))
+        linear = term if linear is None else cv.emit(R.add(linear, term))
+        stride *= n
+    flat = reshape_to(cv, permute(cv, x, smap + rest), [stride] + [xs[d] for d in rest])
+    y = cv.emit(R.take(flat, linear, axis=0, mode="clip"), "take")
+    labels = [("b", j) for j in range(len(bshape))] + [("x", d) for d in rest]
+    return _arrange_gather_output(cv, y, labels, out_shape, offset, collapsed, len(xs), smap)
 
 
 _SCATTER_REDUCTION = {"update": "update", "add": "add", "multiply": "mul", "maximum": "max", "minimum": "min"}
