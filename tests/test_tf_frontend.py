@@ -285,6 +285,31 @@ def test_cpu_fallback_ops_on_a_keras_model():
     assert [s.split(":")[0] for s in cm.report.segments] == ["device", "cpu", "device"]
 
 
+# ---- the StableHLO road: fallback and on request -------------------------------------------------
+
+def test_op_tflite_lacks_falls_back_to_stablehlo():
+    @tf.function
+    def erfinv(x):
+        return tf.math.erfinv(x * 0.5) + 1.0
+
+    x = np.random.default_rng(14).uniform(-1, 1, (3, 5)).astype("float32")
+    cm, checks = compile_and_verify(erfinv, [x])      # tf.Erfinv has no TFLite builtin; XLA lowers it
+    assert checks[0].pcc >= PCC and device_share(cm) == 1.0
+
+
+def test_stablehlo_road_on_request(monkeypatch):
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((6, 4), batch_size=1)
+    x = keras.layers.LSTM(8, return_sequences=True, name="lstm")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(x))
+    monkeypatch.setenv("FORGE_FE_TF_ROAD", "stablehlo")
+    x = rand(1, 6, 4, seed=15)
+    cm, checks = compile_and_verify(model, [x])
+    assert checks[0].pcc >= PCC
+    assert device_share(cm) == 1.0 and len(cm.report.segments) == 1
+    assert {"lstm/lstm_cell/kernel", "fc/kernel"} <= set(cm.context.imported.weight_names.values())
+
+
 # ---- clear errors --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -309,8 +334,10 @@ def test_tf_op_without_a_tflite_builtin_is_named():
     def det(x):
         return tf.linalg.det(x) + 1.0
 
-    with pytest.raises(FrontendError, match="TensorFlow ops with no TFLite builtin: tf.MatrixDeterminant"):
+    with pytest.raises(FrontendError, match="TensorFlow ops with no TFLite builtin: tf.MatrixDeterminant; the "
+                                            "StableHLO road failed too: XLA could not lower") as err:
         forge_fe.compile(det, [rand(3, 3)])
+    assert "MatrixDeterminant" in str(err.value).split("StableHLO road")[1]
 
 
 def test_tflite_op_tvm_cannot_import_is_named():

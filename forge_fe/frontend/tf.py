@@ -441,7 +441,6 @@ def _flat_output_index(tensor_name: str):
 def _with_params(mod, weights: _Weights, param_order, input_names, returned):
     """main(the user's inputs in call order and named as the user's args, then the weights) returning
     outputs in the model's own order, without the importer's constant list."""
-    import tvm
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
@@ -454,17 +453,58 @@ def _with_params(mod, weights: _Weights, param_order, input_names, returned):
         def visit_var_(self, var):
             return renamed.get(var, var)
 
-    body = Rename().visit_expr(func.body)
-    ret_ty = func.ret_ty
-    if len(returned) > 1 and returned != sorted(returned):
-        out = body.body
-        body = relax.SeqExpr(body.blocks, relax.Tuple([relax.TupleGetItem(out, k) for k in returned]))
-        ret_ty = tvm.ir.type.TupleType([ret_ty.fields[k] for k in returned])
+    body, ret_ty = _reordered_outputs(Rename().visit_expr(func.body), func.ret_ty, returned)
     params = [renamed[p] for p in user] + list(weights.params.values())
     main = relax.Function(params, body, ret_ty, func.is_pure, func.attrs).without_attr("params")
     mod = mod.__class__({})
     mod["main"] = main
     return relax.transform.Normalize()(mod)
+
+
+def _reordered_outputs(body, ret_ty, returned):
+    """(body, type) returning the outputs `returned[0], returned[1], ...` of `body`'s tuple."""
+    import tvm
+    from tvm import relax
+    if len(returned) < 2 or returned == sorted(returned):
+        return body, ret_ty
+    out = body.body
+    return (relax.SeqExpr(body.blocks, relax.Tuple([relax.TupleGetItem(out, k) for k in returned])),
+            tvm.ir.type.TupleType([ret_ty.fields[k] for k in returned]))
+
+
+def _stablehlo_road(fn, arrays, names, output_order, keras_paths, layer_names):
+    """TF -> XLA's StableHLO (tf.function(jit_compile=True)) -> tvm_ext.frontend.from_stablehlo.
+
+    The module's `main` takes the flat inputs, then the function's captured tensors: variables
+    become weights under their (Keras) names, other captured tensors become weights too."""
+    import tensorflow as tf
+    from tvm import relax
+    from tvm_ext.frontend.stablehlo import import_stablehlo
+
+    specs = [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in arrays]
+    jit = tf.function(lambda *xs: fn(*xs), jit_compile=True, autograph=False)
+    try:
+        text = jit.experimental_get_compiler_ir(*specs)(stage="stablehlo")
+    except Exception as exc:
+        raise FrontendError(f"XLA could not lower the model to StableHLO: {str(exc).strip().splitlines()[0]}") from exc
+    cf = jit.get_concrete_function(*specs)
+    variables = {id(v.handle): v for v in cf.variables}
+    weights = {}
+    for i, captured in enumerate(cf.captured_inputs):
+        v = variables.get(id(captured))
+        name = (keras_paths.get(id(v)) or v.name.rsplit(":", 1)[0]) if v is not None else f"captured_{i}"
+        weights[len(arrays) + i] = (name, (v if v is not None else captured).numpy())
+    mod, params, shlo_sources = import_stablehlo(text, weights, names)
+    main = mod["main"]
+    weight_vars = main.params[len(arrays):len(arrays) + len(weights)]
+    weight_names = {p: p for p in params}
+    weight_names.update((var.name, weights[k][0]) for var, k in zip(weight_vars, sorted(weights)))
+    body, ret_ty = _reordered_outputs(main.body, main.ret_ty, output_order)
+    if body is not main.body:
+        mod["main"] = relax.Function(main.params, body, ret_ty, main.is_pure, main.attrs)
+        mod = relax.transform.Normalize()(mod)
+    sources = {k: _source(v, layer_names) for k, v in shlo_sources.items()}
+    return _simplify_layouts(mod), params, weight_names, sources
 
 
 def golden_outputs(model, inputs):
@@ -475,7 +515,19 @@ def golden_outputs(model, inputs):
 
 # ---- entry ------------------------------------------------------------------------------------
 
-def import_tf(model, sample_inputs, module_name=None) -> ImportedModel:
+def _tflite_road(fn, trackable, arrays, names, output_order, keras_paths, layer_names):
+    cf = _concrete_function(fn, arrays, names)
+    # With a trackable owner, TFLite keeps variables as resources named by their shared names; those
+    # collide in subclassed Keras models ('model/kernel' for every layer): then let it freeze them.
+    shared = [getattr(v, "_shared_name", v.name) for v in cf.variables]
+    buf = _to_tflite(cf, trackable if len(set(shared)) == len(shared) else None)
+    mod, weights, sources = _from_tflite(buf, arrays, cf, names, layer_names, output_order, keras_paths)
+    return mod, weights.values, weights.weight_names, sources
+
+
+def import_tf(model, sample_inputs, module_name=None, road=None) -> ImportedModel:
+    """Import a TF model. `road`: 'tflite', 'stablehlo', or 'auto' (default; also settable with the
+    FORGE_FE_TF_ROAD environment variable): TFLite, and StableHLO when TFLite can't take the model."""
     arrays = _as_arrays(sample_inputs)
     fn, trackable, name, arg_names = _resolve(model)
     try:
@@ -485,24 +537,38 @@ def import_tf(model, sample_inputs, module_name=None) -> ImportedModel:
                             f"{[(list(a.shape), str(a.dtype)) for a in arrays]}: {str(exc).strip().splitlines()[-1]}",
                             "check the sample inputs' count, shapes and dtypes against the model's call") from exc
     names = [_input_name(arg_names, i) for i in range(len(arrays))]
-    with _unrolled_rnns(model):
-        cf = _concrete_function(fn, arrays, names)
-        # With a trackable owner, TFLite keeps variables as resources named by their shared names; those
-        # collide in subclassed Keras models ('model/kernel' for every layer): then let it freeze them.
-        shared = [getattr(v, "_shared_name", v.name) for v in cf.variables]
-        buf = _to_tflite(cf, trackable if len(set(shared)) == len(shared) else None)
     leaves, spec = structure.flatten(golden_out)
     tf_leaves = _tf_flatten(golden_out)
     output_order = [next(k for k, t in enumerate(tf_leaves) if t is leaf) for leaf in leaves]
     keras_paths = {id(v.value): v.path for v in model.variables} if _is_keras_model(model) else {}
-    mod, weights, sources = _from_tflite(buf, arrays, cf, names, _layer_names(model), output_order, keras_paths)
-
+    layer_names = _layer_names(model)
+    road = road or os.environ.get("FORGE_FE_TF_ROAD", "auto")
+    if road not in ("auto", "tflite", "stablehlo"):
+        raise FrontendError(f"unknown TF import road '{road}'", "use 'auto', 'tflite' or 'stablehlo'")
+    with _unrolled_rnns(model):
+        if road == "stablehlo":
+            mod, params, weight_names, sources = _stablehlo_road(fn, arrays, names, output_order, keras_paths,
+                                                                 layer_names)
+        else:
+            try:
+                mod, params, weight_names, sources = _tflite_road(fn, trackable, arrays, names, output_order,
+                                                                  keras_paths, layer_names)
+            except FrontendError as tflite_error:
+                if road == "tflite":
+                    raise
+                # Ops TFLite (or TVM's TFLite importer) lacks may still lower through XLA.
+                try:
+                    mod, params, weight_names, sources = _stablehlo_road(fn, arrays, names, output_order,
+                                                                         keras_paths, layer_names)
+                except FrontendError as shlo_error:
+                    raise FrontendError(f"{tflite_error.message}; the StableHLO road failed too: "
+                                        f"{shlo_error.message}", tflite_error.hint) from tflite_error
     input_specs = [(n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays)]
 
     def golden(*xs, _owner=trackable):      # keeps a loaded SavedModel (and its variables) alive
         return _run(fn, _as_arrays(xs))
 
-    return ImportedModel(framework="tensorflow", name=module_name or name, mod=mod, params=weights.values,
-                         weight_names=weights.weight_names, input_specs=input_specs, golden=golden,
+    return ImportedModel(framework="tensorflow", name=module_name or name, mod=mod, params=params,
+                         weight_names=weight_names, input_specs=input_specs, golden=golden,
                          output_structure=spec, output_dtypes=[str(x.dtype) for x in leaves], torch_io=False,
                          sources=sources)
