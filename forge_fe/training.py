@@ -66,7 +66,8 @@ class Trainer:
         env = self.model.executor.run_env(inputs, overrides)
         outs = [env[n] for n in self.model.binary.outputs]
         needed = set(self.meta["backward"]["inputs"])
-        saved = {n: v for n, v in env.items() if n in needed}
+        # an output the backward reads is kept as a copy: the caller may modify the one it gets in place
+        saved = {n: v.clone() if n in self.model.binary.outputs else v for n, v in env.items() if n in needed}
         return outs, saved
 
     def backward(self, saved: dict, grad_outputs) -> list:

@@ -209,7 +209,7 @@ def split_forward_backward(graph: Graph, info: Autograd) -> tuple[Graph, Graph]:
     Input/output nodes carry `meta["plan_key"]` telling the binary builder which
     plan value they are: ("input", i) = joint-graph input i, ("output", i) = forward output i,
     ("saved", name). Forward returns its outputs, then the saved values; backward returns
-    the gradients of `info.grad_params`."""
+    the gradients of `info.grad_params`, then of the activations `info.grad_acts`."""
     fwd_outputs = graph.outputs[:info.num_outputs]
     grad_outputs = graph.outputs[info.num_outputs:]
     in_fwd = {n for n in _ancestors(fwd_outputs) if n not in graph.inputs}
