@@ -363,6 +363,20 @@ def test_state_dict_round_trip_and_torch_names(trained_mlp):
         cm.load_state_dict({"fc1.weight": torch.zeros(32, 16)})
 
 
+def test_consteval_never_folds_trainable_parameters():
+    from forge_fe.passes.consteval import split_consteval
+    g = Graph("g")
+    x = g.add_input("x", (2, 3), "float32")
+    w = g.add_const("w", np.ones((3, 3), np.float32), kind=PARAMETER)
+    c = g.add_const("c", np.ones((3, 3), np.float32))
+    wt = g.add_op(OPS["permute"], "wt", [w], {"perm": [1, 0]})          # reads a parameter: stays
+    ct = g.add_op(OPS["permute"], "ct", [c], {"perm": [1, 0]})          # frozen constant: folds
+    g.outputs = [g.add_op(OPS["matmul"], "y", [g.add_op(OPS["matmul"], "xw", [x, wt], {}), ct], {})]
+    ce = split_consteval(g, frozen_only=True)
+    assert [o.name for o in ce.outputs] == ["ct"]
+    assert wt in g.nodes and w in g.nodes
+
+
 def test_frozen_parameters_are_not_trained():
     torch.manual_seed(0)
     model = MLP()
