@@ -13,9 +13,26 @@ pytest.importorskip("flax")
 
 
 def _applied(module, *inputs):
-    """(module.apply bound to freshly initialised variables, inputs as numpy)."""
+    """(module.apply bound to random variables, inputs as numpy).
+
+    Variables get their shapes from jax.eval_shape(module.init) and random values from numpy:
+    running Flax's initializers costs an XLA compile of the whole init graph (10-20 s here).
+    Kernels ~ N(0, 1/fan_in); norm scales 1 + N(0, 0.1); running variances U(0.5, 1.5); other vectors N(0, 0.1)."""
     import jax
-    variables = jax.jit(module.init)(jax.random.PRNGKey(0), *inputs)   # one compile, not one per op
+    import jax.numpy as jnp
+    rng = np.random.default_rng(0)
+
+    def fill(path, spec):
+        name, shape = jax.tree_util.keystr(path), spec.shape
+        if name.endswith("['var']"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) == 1:
+            value = (1.0 if name.endswith("['scale']") else 0.0) + 0.1 * rng.standard_normal(shape)
+        else:
+            value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))
+        return jnp.asarray(value, dtype=spec.dtype)
+    specs = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
+    variables = jax.tree_util.tree_map_with_path(fill, specs)
     return functools.partial(module.apply, variables), [np.asarray(x) for x in inputs]
 
 
@@ -165,21 +182,32 @@ def mixer(size):
     return _applied(Mixer(), _normal((1, image, image, 3)))
 
 
-NO_FRONTEND = ("import", "forge_fe.frontend.jax (the JAX/StableHLO importer) is not in the tree yet")
-EXPECT = {"push": NO_FRONTEND, "nightly": NO_FRONTEND}
+def jitted(model, inputs):
+    """JAX's own output, jit-compiled (eager Flax dispatches op by op and is slow)."""
+    import jax
+    return jax.jit(model)(*inputs)
+
+
 CASES = [
-    MatrixCase("mlp", "jax", "MLP (flax.nnx)", mlp, xfail=EXPECT),
-    MatrixCase("resnet", "jax", "CNN (flax.linen ResNet, BatchNorm)", resnet, xfail=EXPECT),
-    MatrixCase("transformer_encoder", "jax", "encoder (flax.linen)", transformer_encoder, xfail=EXPECT),
-    MatrixCase("gpt_decoder", "jax", "decoder-only (flax.linen, causal mask, tied head)", gpt_decoder, xfail=EXPECT),
-    MatrixCase("vit", "jax", "vision transformer (flax.linen)", vit, xfail=EXPECT),
-    MatrixCase("mlp_mixer", "jax", "MLP-Mixer (flax.linen)", mixer, xfail=EXPECT),
+    MatrixCase("mlp", "jax", "MLP (flax.nnx)", mlp, reference=jitted),
+    MatrixCase("resnet", "jax", "CNN (flax.linen ResNet, BatchNorm)", resnet, reference=jitted,
+               formats=("Float16_b", "Bfp8_b weights")),
+    MatrixCase("transformer_encoder", "jax", "encoder (flax.linen)", transformer_encoder, reference=jitted),
+    MatrixCase("gpt_decoder", "jax", "decoder-only (flax.linen, causal mask, tied head)", gpt_decoder,
+               reference=jitted),
+    MatrixCase("vit", "jax", "vision transformer (flax.linen)", vit, reference=jitted),
+    MatrixCase("mlp_mixer", "jax", "MLP-Mixer (flax.linen)", mixer, reference=jitted),
 ]
 
 
 @pytest.mark.parametrize("case", matrix.pytest_params(CASES, "push"))
 def test_push(case):
     matrix.check(case, "push")
+
+
+@pytest.mark.parametrize("case,data_format", matrix.pytest_format_params(CASES))
+def test_data_format(case, data_format):
+    matrix.check(case, "push", data_format)
 
 
 @pytest.mark.parametrize("case", matrix.pytest_params(CASES, "nightly"))
