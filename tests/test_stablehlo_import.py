@@ -144,9 +144,33 @@ def test_reduce_window_pooling_and_cumsum(rng):
                 nn.avg_pool(x, (2, 2), strides=(2, 2)),
                 nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))),
                 lax.reduce_window(x, 0.0, lax.add, (1, 2, 1, 1), (1, 1, 1, 1), "VALID"),
-                jnp.cumsum(x, axis=2))
+                jnp.cumsum(x, axis=2), jnp.cumprod(x[:, :4], axis=1), lax.cummax(x, axis=2), lax.cummin(x, axis=1))
     mod = check(f, x)
     assert {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.cumsum"} <= relax_ops(mod)
+
+
+def test_nan_compares_follow_ieee(x45):
+    # x != x is how jnp.isnan / nan_to_num spell it: NaN must compare unequal to itself.
+    x = x45.copy()
+    x[0, 1] = np.nan
+    check(lambda x: (jnp.nan_to_num(x), jnp.isnan(x), x != 0.5), x)
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "group_norm", "rms_norm", "self_attention", "resize"])
+def test_common_flax_and_jax_layers(rng, name):
+    import flax.linen as nn
+    x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
+    layers = {"conv_transpose": nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME"),
+              "group_norm": nn.GroupNorm(num_groups=2), "rms_norm": nn.RMSNorm(),
+              "self_attention": nn.SelfAttention(num_heads=2)}
+    if name == "resize":
+        check(lambda a: (jax.image.resize(a, (2, 12, 12, 4), "bilinear"),
+                         jax.image.resize(a, (2, 3, 12, 4), "nearest")), x)
+        return
+    layer = layers[name]
+    x = x.reshape(2, 36, 4) if name == "self_attention" else x
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    check(lambda a: layer.apply(variables, a), x, atol=1e-3)
 
 
 def test_broadcast_reshape_transpose_concat_slice_pad_reverse(rng):

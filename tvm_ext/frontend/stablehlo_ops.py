@@ -244,7 +244,11 @@ _COMPARE = {"EQ": (R.equal, np.equal), "NE": (R.not_equal, np.not_equal), "GT": 
 
 @converter("stablehlo.compare")
 def compare(cv, op, ins):
-    relax_fn, np_fn = _COMPARE[enum_attr(op, "comparison_direction")]
+    direction = enum_attr(op, "comparison_direction")
+    relax_fn, np_fn = _COMPARE[direction]
+    if direction == "NE" and cv.dtype_of(ins[0]).startswith(("float", "bfloat")):
+        # TVM lowers not_equal to an *ordered* compare (NaN != NaN is false): x != x is jnp.isnan.
+        relax_fn = lambda a, b: R.logical_not(R.equal(a, b))  # noqa: E731
     if cv.dtype_of(ins[0]) == "bool" and any(cv.known(x) is None for x in ins):
         # TVM's LLVM codegen emits a float compare for i1 operands: compare them as int8.
         ins = [cv.emit(R.astype(x, "int8")) for x in ins]
@@ -655,6 +659,24 @@ def _arg_reduce(cv, op, ins, dims):
     return [values, index]
 
 
+def _cumulative(cv, x, axis, kind):
+    if kind == "add":
+        return cv.emit(R.cumsum(x, axis=axis), "cumsum")
+    if kind == "multiply":
+        return cv.emit(R.cumprod(x, axis=axis), "cumprod")
+    # cummax/cummin by doubling: y_i = op(y_i, y_{i-s}) for s = 1, 2, 4 ... (slices, concat, max/min).
+    combine = _REDUCERS[kind][1]
+    shape = list(cv.shape_of(x))
+    n, s, y = shape[axis], 1, x
+    while s < n:
+        head = static_slice(cv, y, [0] * len(shape), [s if d == axis else k for d, k in enumerate(shape)])
+        prev = static_slice(cv, y, [0] * len(shape), [n - s if d == axis else k for d, k in enumerate(shape)])
+        tail = static_slice(cv, y, [s if d == axis else 0 for d in range(len(shape))], shape)
+        y = cv.emit(R.concat([head, cv.emit(combine(tail, prev))], axis=axis), f"cum_{kind}")
+        s *= 2
+    return y
+
+
 _POOL = {1: ("NCW", R.nn.max_pool1d, R.nn.avg_pool1d), 2: ("NCHW", R.nn.max_pool2d, R.nn.avg_pool2d),
          3: ("NCDHW", R.nn.max_pool3d, R.nn.avg_pool3d)}
 
@@ -673,15 +695,17 @@ def reduce_window(cv, op, ins):
         raise Unsupported("base_dilations (a pooling gradient)")
     pads = padding_attr(op, rank)
     kind = _single_reducer(op)
-    if kind not in ("add", "maximum"):
-        raise Unsupported(f"reduce_window with reducer {kind or 'body'} (add and max are supported)")
+    if kind not in _REDUCERS:
+        raise Unsupported(f"reduce_window with reducer {kind or 'body'}")
     if not _is_identity(cv.known(init), kind, cv.dtype_of(x)):
         raise Unsupported("reduce_window whose init value is not the reducer's identity")
     sp = [d for d in range(rank) if window[d] != 1 or strides[d] != 1 or pads[d] != (0, 0)]
-    # jnp.cumsum: a window as long as the axis, padded in front.
-    if (kind == "add" and len(sp) == 1 and window[sp[0]] == shape[sp[0]]
-            and pads[sp[0]] == (shape[sp[0]] - 1, 0) and strides[sp[0]] == 1 and dil[sp[0]] == 1):
-        return cv.emit(R.cumsum(x, axis=sp[0]), "cumsum")
+    # jnp.cumsum/cumprod, lax.cummax/cummin: a window as long as the axis, padded in front.
+    if (len(sp) == 1 and window[sp[0]] == shape[sp[0]] and pads[sp[0]] == (shape[sp[0]] - 1, 0)
+            and strides[sp[0]] == 1 and dil[sp[0]] == 1):
+        return _cumulative(cv, x, sp[0], kind)
+    if kind not in ("add", "maximum"):
+        raise Unsupported(f"reduce_window with reducer {kind} other than a cumulative one")
     if not sp:
         return x
     if len(sp) not in _POOL:
