@@ -144,6 +144,35 @@ def test_compile_keras_object_and_saved_model_dir(tmp_path, capsys):
     assert "without saved_model.pb" in capsys.readouterr().err
 
 
+JAX_NET = """
+import jax.numpy as jnp
+import numpy as np
+
+W = jnp.asarray(np.random.default_rng(0).standard_normal((8, 4)).astype("float32"))
+
+
+def layer(x):
+    return jnp.tanh(x @ W)
+"""
+
+
+def test_compile_jax_function_with_input_shape(tmp_path, capsys):
+    """A JAX function from module:attr takes its input shape from --input-shape; `run` matches JAX."""
+    pytest.importorskip("jax")
+    (tmp_path / "jnets.py").write_text(JAX_NET)
+    ttb, xs, ys = (str(tmp_path / n) for n in ("j.ttb", "x.npz", "y.npz"))
+    assert cli.main(["--quiet", "compile", f"{tmp_path / 'jnets.py'}:layer", "--input-shape", "2x8", "-o", ttb,
+                     "--save-inputs", xs]) == 0
+    assert cli.main(["--quiet", "run", ttb, "--inputs", xs, "--output", ys]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import jnets
+    finally:
+        sys.path.remove(str(tmp_path))
+    x = np.load(xs)
+    np.testing.assert_allclose(np.load(ys)["output0"], np.asarray(jnets.layer(x[x.files[0]])), rtol=1e-5, atol=1e-6)
+
+
 def test_onnx_symbolic_dims_need_shapes_and_compile_depth_stops(tmp_path, capsys):
     model, inputs = zoo.resnet_tiny()
     path = str(tmp_path / "r.onnx")
