@@ -162,7 +162,7 @@ def test_common_flax_and_jax_layers(rng, name):
     x = rng.standard_normal((2, 6, 6, 4)).astype(np.float32)
     layers = {"conv_transpose": nn.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME"),
               "group_norm": nn.GroupNorm(num_groups=2), "rms_norm": nn.RMSNorm(),
-              "self_attention": nn.SelfAttention(num_heads=2)}
+              "self_attention": nn.MultiHeadDotProductAttention(num_heads=2)}
     if name == "resize":
         check(lambda a: (jax.image.resize(a, (2, 12, 12, 4), "bilinear"),
                          jax.image.resize(a, (2, 3, 12, 4), "nearest")), x)
