@@ -12,8 +12,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-import forge_fe  # noqa: E402
-from forge_fe.errors import ForgeError, FrontendError, InputError  # noqa: E402
+import forge_fe
+from forge_fe.errors import ForgeError, FrontendError, InputError
 
 PCC = 0.999
 
@@ -196,7 +196,7 @@ def test_keras_sequential():
     model = keras.Sequential([keras.Input((12,), batch_size=3), keras.layers.Dense(16, activation="tanh"),
                               keras.layers.Dropout(0.5), keras.layers.Dense(5, activation="softmax")])
     x = rand(3, 12)
-    cm, checks = compile_and_verify(model, [x])
+    _, checks = compile_and_verify(model, [x])
     assert checks[0].pcc >= PCC       # dropout is inference-mode (identity), as Keras' own call
 
 
@@ -231,7 +231,7 @@ def test_keras_subclassed_model_returns_its_dict():
     model = TwoHeads()
     x = rand(2, 6)
     model(x)
-    cm, checks = compile_and_verify(model, [x])
+    cm, _ = compile_and_verify(model, [x])
     out = cm(x)
     assert list(out) == ["z", "a", "mean"]
     assert [o.shape for o in out.values()] == [(2, 3), (2, 2), (2,)]
@@ -269,7 +269,7 @@ def test_saved_model_directory(scaler_module, tmp_path):
     path = str(tmp_path / "scaler")
     spec = [tf.TensorSpec((3, 6), tf.float32), tf.TensorSpec((3, 4), tf.float32)]
     tf.saved_model.save(module, path, signatures=module.__call__.get_concrete_function(*spec))
-    cm, checks = compile_and_verify(path, inputs)
+    cm, _ = compile_and_verify(path, inputs)
     assert cm.report.model_name == "scaler"
     np.testing.assert_allclose(cm(*inputs)[0], module(*inputs)[0].numpy(), rtol=1e-4, atol=1e-5)
 
@@ -363,7 +363,7 @@ def test_doc_examples_run(tmp_path, monkeypatch):
     import pathlib
     doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "frontend_tf.md").read_text()
     section = doc[doc.index("## Example"):doc.index("## How a TensorFlow model reaches Relax")]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 2
     monkeypatch.chdir(tmp_path)
     namespace = {}
