@@ -263,7 +263,7 @@ def test_unsupported_op_is_named_with_its_source_line():
 def test_docs_examples_run():
     """Every python block of docs/frontend_jax.md runs, in order, in one namespace."""
     doc = (ROOT / "docs" / "frontend_jax.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
     assert blocks
     namespace: dict = {}
     for block in blocks:

@@ -104,7 +104,7 @@ def test_convolution_padding_strides_dilation_groups(rng, layout):
     dn = (layout, "HWIO", layout)
 
     def f(x, w):
-        conv = lambda **kw: lax.conv_general_dilated(x, w, dimension_numbers=dn, feature_group_count=2, **kw)  # noqa: E731
+        conv = lambda **kw: lax.conv_general_dilated(x, w, dimension_numbers=dn, feature_group_count=2, **kw)
         return (conv(window_strides=(1, 1), padding="SAME"),
                 conv(window_strides=(2, 1), padding=((1, 2), (0, 1)), rhs_dilation=(2, 1)),
                 conv(window_strides=(1, 1), padding=((1, 1), (2, 0)), lhs_dilation=(2, 2)))   # transposed conv

@@ -115,6 +115,7 @@ def _input_names(model, n) -> list[str]:
 
 def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
     import jax
+
     from tvm_ext.frontend.stablehlo import import_stablehlo
 
     xs = _as_inputs(sample_inputs)

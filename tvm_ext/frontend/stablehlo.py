@@ -101,7 +101,7 @@ def _parse(module, ir):
     if isinstance(module, (bytes, bytearray)):
         try:
             return ir.Module.parse(bytes(module))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise FrontendError(f"could not parse the StableHLO bytecode: {_first_line(err)}",
                                 "pass the text of jax.export.export(...).mlir_module()") from err
     if not isinstance(module, str):
@@ -109,7 +109,7 @@ def _parse(module, ir):
                             f"got {type(module).__name__}")
     try:
         return ir.Module.parse(module)
-    except Exception as err:  # noqa: BLE001 - MLIRError with diagnostics
+    except Exception as err:
         raise FrontendError(f"could not parse the StableHLO module: {_first_line(err)}",
                             "the text must be a StableHLO module as jax.export or "
                             "tf.function(...).experimental_get_compiler_ir(...)(stage='stablehlo') prints it") from err
@@ -366,7 +366,7 @@ class _Importer:
                                     "rewrite that part of the model, or extend tvm_ext/frontend/stablehlo_ops.py") from None
             except FrontendError:
                 raise
-            except Exception as err:  # noqa: BLE001 - TVM type inference and friends
+            except Exception as err:
                 raise FrontendError(f"importing StableHLO op {name} at {self._where(op)} failed: "
                                     f"{_first_line(err)}",
                                     "this is a bug in tvm_ext/frontend/stablehlo_ops.py: please report it") from err
