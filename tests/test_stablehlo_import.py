@@ -199,7 +199,9 @@ def test_dynamic_slice_and_update_slice(x45):
         return (lax.dynamic_slice(x, (i, 1), (2, 3)),             # run-time start: take
                 lax.dynamic_slice(x, (3, 4), (2, 3)),             # start past the end is clamped
                 lax.dynamic_update_slice(x, jnp.ones((2, 2)), (1, 2)),
-                lax.dynamic_slice_in_dim(x, i, 2, axis=0))
+                lax.dynamic_slice_in_dim(x, i, 2, axis=0),
+                lax.dynamic_update_slice(x, jnp.full((2, 5), 9.0), (i, 0)),     # KV-cache style write
+                lax.dynamic_update_slice(x, -jnp.ones((3, 2)), (i, i + 1)))      # clamped into range
     check(f, x45, i)
 
 

@@ -431,9 +431,29 @@ def dynamic_update_slice(cv, op, ins):
     sizes = cv.shape_of(update)
     static = _clamped_starts(cv, op, x, starts, sizes)
     if static is None:
-        raise Unsupported("dynamic_update_slice with a start index known only at run time "
-                          "(inside a loop whose trip count is not static?)")
+        return _update_dynamic(cv, x, update, starts, sizes)
     return _update_static(cv, x, update, static, sizes)
+
+
+def _update_dynamic(cv, x, update, starts, sizes):
+    """A run-time start (a KV-cache write at position `pos`): move the update into place with a take
+    per axis (index clip(i - start, 0, k - 1)) and select it where i lies in [start, start + k)."""
+    shape = cv.shape_of(x)
+    mask, moved = None, update
+    for axis, (start, n, k) in enumerate(zip(starts, shape, sizes)):
+        if k == n:
+            continue
+        idt = cv.dtype_of(start)
+        c = lambda v: relax.const(np.asarray(v, idt))  # noqa: E731
+        s = cv.emit(R.minimum(R.maximum(start, c(0)), c(n - k)))
+        pos = relax.const(np.arange(n, dtype=idt).reshape([n if d == axis else 1 for d in range(len(shape))]))
+        src = cv.emit(R.minimum(R.maximum(R.subtract(pos, s), c(0)), c(k - 1)))
+        moved = cv.emit(R.take(moved, R.reshape(src, [n]), axis=axis, mode="clip"))
+        inside = cv.emit(R.logical_and(R.greater_equal(pos, s), R.less(pos, R.add(s, c(k)))))
+        mask = inside if mask is None else cv.emit(R.logical_and(mask, inside))
+    if mask is None:
+        return update
+    return cv.emit(R.where(mask, moved, x), "dynamic_update_slice")
 
 
 def _update_static(cv, x, update, starts, sizes):
