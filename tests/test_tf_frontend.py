@@ -297,6 +297,23 @@ def test_op_tflite_lacks_falls_back_to_stablehlo():
     assert checks[0].pcc >= PCC and device_share(cm) == 1.0
 
 
+@tf.function
+def halve_four_times(x):
+    def body(i, y):
+        return i + 1, y * 0.5 + 1.0
+    return tf.while_loop(lambda i, y: i < 4, body, [tf.constant(0), x])[1]
+
+
+def test_while_loop_is_refused_by_tflite_and_unrolled_by_stablehlo(monkeypatch):
+    x = rand(3, 3, seed=16)
+    monkeypatch.setenv("FORGE_FE_TF_ROAD", "tflite")
+    with pytest.raises(FrontendError, match=r"the TFLite model has control flow \(WHILE\)"):
+        forge_fe.compile(halve_four_times, [x])
+    monkeypatch.setenv("FORGE_FE_TF_ROAD", "auto")
+    cm, checks = compile_and_verify(halve_four_times, [x])
+    assert checks[0].pcc >= PCC and device_share(cm) == 1.0
+
+
 def test_stablehlo_road_on_request(monkeypatch):
     keras.utils.set_random_seed(11)
     inp = keras.Input((6, 4), batch_size=1)

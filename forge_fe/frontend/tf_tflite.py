@@ -173,6 +173,14 @@ def _from_tflite(buf: bytes, arrays, cf, input_names, layer_names, output_order,
 
     model = tflite.Model.GetRootAsModel(buf, 0)
     sub = model.Subgraphs(0)
+    if model.SubgraphsLength() > 1:
+        # WHILE/IF bodies: TVM imports them as recursive Relax functions, which neither side can run.
+        converter = tfl.OperatorConverter(model, sub, tfl.ExprTable(), None)
+        flow = sorted({converter.get_op_code_str(sub.Operators(i)) for i in range(sub.OperatorsLength())}
+                      & {"WHILE", "IF", "CALL_ONCE", "STABLEHLO_WHILE", "STABLEHLO_CASE"})
+        raise FrontendError(f"the TFLite model has control flow ({', '.join(flow) or 'subgraphs'})",
+                            "the device runs straight-line graphs: give loops a static trip count (the StableHLO "
+                            "road unrolls them) or unroll them in the model")
     tfl_inputs = [tfl.get_tensor_name(sub, i) for i in sub.InputsAsNumpy()]
     if len(tfl_inputs) != len(arrays):
         raise FrontendError(f"the converted model has {len(tfl_inputs)} inputs, {len(arrays)} sample inputs were given")
