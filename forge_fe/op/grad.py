@@ -8,7 +8,7 @@ tt-mlir ops. tt-mlir has no max-pool backward op (its frontends lower it through
 `max_pool2d_with_indices` and a scatter), so forge_fe emits `ttir.max_pool2d_grad`
 (NHWC, max_pool2d's attributes, operands (input, output grad)): a forge_fe extension
 op that our emulated device implements. The weight gradient of conv2d needs no new
-TTIR op: it is a conv2d with batch and channels swapped (see `_conv2d_weight_grad_lower`).
+TTIR op: it is a conv2d with batch and channels swapped, per group (see `_conv2d_weight_grad_lower`).
 """
 from __future__ import annotations
 
@@ -81,9 +81,26 @@ def _conv2d_weight_grad_golden(ins, a):
 
 def _conv2d_weight_grad_lower(e, ins, a, out):
     """dW[o,c,i,j] = sum_{n,y,x} g[n,o,y,x] * xpad[n,c,y*s+i*d,x*s+j*d]: a conv2d whose batch is
-    x's channels and whose channels are x's batch, with stride and dilation swapped."""
+    x's channels and whose channels are x's batch, with stride and dilation swapped. Grouped
+    convolutions do that per group (channel slices of x and g) and concatenate the results."""
     x, g = ins
-    o, c, kh, kw = a["weight_shape"]
+    o, cg, kh, kw = a["weight_shape"]
+    groups = a["groups"]
+    if groups == 1:
+        return _weight_grad_one_group(e, x, g, a, out)
+    og = o // groups
+    n, _, h, w = x.shape
+    parts = []
+    for k in range(groups):
+        xs = _slice(e, x, [0, k * cg, 0, 0], [n, (k + 1) * cg, h, w])
+        gs = _slice(e, g, [0, k * og, 0, 0], [n, (k + 1) * og, g.shape[2], g.shape[3]])
+        parts.append(_weight_grad_one_group(e, xs, gs, a, out))
+    return e.op("ttir.concat", parts, (o, cg, kh, kw), out.elem, {"dim": E.SI32(0)}, data_format=out.data_format)
+
+
+def _weight_grad_one_group(e, x, g, a, out):
+    c, o = x.shape[1], g.shape[1]
+    kh, kw = a["weight_shape"][2:]
     xt = _permute(e, x, (1, 2, 3, 0))                       # (C, H, W, N): NHWC with batch C, channels N
     gt = _permute(e, g, (1, 0, 2, 3))                       # (O, N, Ho, Wo): OIHW with in-channels N
     t, l, b, r = a["padding"]
@@ -98,14 +115,9 @@ def _conv2d_weight_grad_lower(e, ins, a, out):
     return _permute(e, dw, (3, 0, 1, 2))
 
 
-def _conv2d_weight_grad_shape(ins, a):
-    if a["groups"] != 1:
-        raise ValueError("conv2d_weight_grad supports groups=1")
-    return TensorType(tuple(a["weight_shape"]), ins[0].dtype)
-
-
 conv2d_weight_grad = defop(
-    "conv2d_weight_grad", shape=_conv2d_weight_grad_shape, golden=_conv2d_weight_grad_golden,
+    "conv2d_weight_grad", shape=lambda ins, a: TensorType(tuple(a["weight_shape"]), ins[0].dtype),
+    golden=_conv2d_weight_grad_golden,
     lower=_conv2d_weight_grad_lower,
     doc="dL/dw of y = conv2d(x, w) (inputs: x NCHW, grad NCHW; attrs: conv2d's plus weight_shape)")
 

@@ -113,8 +113,6 @@ def _conv2d_grad(d):
     (x, w), a, g = d.x[:2], d.node.attrs, d.grad
     if a.get("layout", "NCHW") != "NCHW":
         raise NotImplementedError("conv2d backward runs before the channels-last pass (NCHW)")
-    if d.needs[1] and a["groups"] != 1:
-        raise NotImplementedError(f"the weight gradient of a grouped conv2d (groups={a['groups']}) is not implemented")
     conv = {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
     return [d.op(conv2d_input_grad, g, w, input_shape=list(x.shape), **conv) if d.needs[0] else None,
             d.op(conv2d_weight_grad, x, g, weight_shape=list(w.shape), **conv) if d.needs[1] else None] + \

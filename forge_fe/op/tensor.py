@@ -102,20 +102,25 @@ def _slice_from_relax(call):
     return [x], {"begins": begins, "ends": ends, "steps": steps}
 
 
-def _slice_grad(d):
-    """Unit-step slices: g padded back to x's shape with zeros (a concat per sliced dim)."""
-    a, x, g = d.node.attrs, d.x[0], d.grad
-    if any(s != 1 for s in a["steps"]):
-        raise NotImplementedError("the backward of a strided slice (step > 1) is not implemented")
-    for dim, (b, e) in enumerate(zip(a["begins"], a["ends"])):
+def _pad_with_zeros(d, g, shape, begins, ends):
+    """g placed at [begins:ends] of a zero tensor of `shape` (a concat with zeros per padded dim)."""
+    for dim, (b, e) in enumerate(zip(begins, ends)):
         parts = []
-        for width in (b, x.shape[dim] - e):
-            shape = list(g.shape)
-            shape[dim] = width
-            parts.append(d.graph.add_const(f"{d.node.name}.bwd.zeros", np.zeros(shape, g.dtype)) if width else None)
+        for width in (b, shape[dim] - e):
+            zshape = list(g.shape)
+            zshape[dim] = width
+            parts.append(d.graph.add_const(f"{d.node.name}.bwd.zeros", np.zeros(zshape, g.dtype)) if width else None)
         if parts[0] is not None or parts[1] is not None:
             g = d.op(concat, *[p for p in (parts[0], g, parts[1]) if p is not None], dim=dim)
-    return [g]
+    return g
+
+
+def _slice_grad(d):
+    """Unit-step slices: g padded back to x's shape with zeros."""
+    a, x = d.node.attrs, d.x[0]
+    if any(s != 1 for s in a["steps"]):
+        raise NotImplementedError("the backward of a strided slice (step > 1) is not implemented")
+    return [_pad_with_zeros(d, d.grad, x.shape, a["begins"], a["ends"])]
 
 
 slice_ = defop(
@@ -197,8 +202,12 @@ def _take_lower(e, ins, a, out):
 def _take_grad(d):
     """Embedding: the rows of g added at their indices (ttir.embedding_backward)."""
     from forge_fe.op.grad import embedding_grad
-    if "index" in d.node.attrs:
-        raise NotImplementedError("the backward of take with a constant index is not implemented")
+    if "index" in d.node.attrs:          # x.select(axis, i): g goes back into row i, zeros elsewhere
+        x, ax, i = d.x[0], d.node.attrs["axis"], d.node.attrs["index"]
+        kept = [1 if k == ax else s for k, s in enumerate(x.shape)]
+        begins, ends = [0] * len(kept), list(kept)
+        begins[ax], ends[ax] = i, i + 1
+        return [_pad_with_zeros(d, d.op(reshape, d.grad, shape=kept), x.shape, begins, ends)]
     table, idx = d.x
     return [d.op(embedding_grad, idx, table, d.grad), None]
 
