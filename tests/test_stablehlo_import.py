@@ -220,7 +220,8 @@ def test_point_gather_with_several_index_arrays(rng):
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     i = np.array([[0, 2], [1, -1]], np.int32)
     j = np.array([[3, 0], [4, 1]], np.int32)
-    check(lambda x, i, j: (x[i, j], x[:, i, j], x[i, :, j], x[2, i]), x, i, j)
+    check(lambda x, i, j: (x[i, j], x[:, i, j], x[i, :, j], x[2, i],
+                           x.at[i[0], j[0]].set(5.0), x.at[:, i[1], j[1]].add(1.0)), x, i, j)
 
 
 def test_embedding_lookup_is_a_take(rng):

@@ -338,6 +338,22 @@ def _arrange_gather_output(cv, y, labels, out_shape, offset, collapsed, rank, in
     return reshape_to(cv, y, out_shape)
 
 
+def _linear_index(cv, idx, ivd, dims):
+    """Row-major linear index into `dims` from index vectors (along `ivd`), each clamped into range."""
+    ishape = list(cv.shape_of(idx))
+    ind = permute(cv, idx, [d for d in range(len(ishape)) if d != ivd] + [ivd])
+    bshape = [n for d, n in enumerate(ishape) if d != ivd]
+    idt = cv.dtype_of(idx)
+    linear, stride = None, 1
+    for j in reversed(range(len(dims))):
+        ij = reshape_to(cv, static_slice(cv, ind, [0] * len(bshape) + [j], bshape + [j + 1]), bshape)
+        ij = cv.emit(R.minimum(R.maximum(ij, relax.const(np.zeros((), idt))), relax.const(np.asarray(dims[j] - 1, idt))))
+        term = ij if stride == 1 else cv.emit(R.multiply(ij, relax.const(np.asarray(stride, idt))))
+        linear = term if linear is None else cv.emit(R.add(linear, term))
+        stride *= dims[j]
+    return linear
+
+
 def _point_gather(cv, op, x, idx, dn, sizes, out_shape):
     """x[i, j] with index arrays: one take on x's indexed dims flattened (row-major linear index)."""
     xs = cv.shape_of(x)
@@ -347,21 +363,9 @@ def _point_gather(cv, op, x, idx, dn, sizes, out_shape):
         raise Unsupported("batched gather over several indexed dimensions")
     if any(sizes[d] != 1 for d in smap) or any(sizes[d] != xs[d] for d in rest):
         raise Unsupported("gather of partial slices over several indexed dimensions")
-    ishape = list(cv.shape_of(idx))
-    ivd = dn.index_vector_dim
-    ind = permute(cv, idx, [d for d in range(len(ishape)) if d != ivd] + [ivd])
-    bshape = [n for d, n in enumerate(ishape) if d != ivd]
-    idt = cv.dtype_of(idx)
-    linear, stride = None, 1
-    for j in reversed(range(len(smap))):
-        n = xs[smap[j]]
-        ij = static_slice(cv, ind, [0] * len(bshape) + [j], bshape + [j + 1])
-        ij = reshape_to(cv, ij, bshape)
-        ij = cv.emit(R.minimum(R.maximum(ij, relax.const(np.zeros((), idt))), relax.const(np.asarray(n - 1, idt))))
-        term = ij if stride == 1 else cv.emit(R.multiply(ij, relax.const(np.asarray(stride, idt))))
-        linear = term if linear is None else cv.emit(R.add(linear, term))
-        stride *= n
-    flat = reshape_to(cv, permute(cv, x, smap + rest), [stride] + [xs[d] for d in rest])
+    linear = _linear_index(cv, idx, dn.index_vector_dim, [xs[d] for d in smap])
+    bshape = list(cv.shape_of(linear))
+    flat = reshape_to(cv, permute(cv, x, smap + rest), [int(np.prod([xs[d] for d in smap]))] + [xs[d] for d in rest])
     y = cv.emit(R.take(flat, linear, axis=0, mode="clip"), "take")
     labels = [("b", j) for j in range(len(bshape))] + [("x", d) for d in rest]
     return _arrange_gather_output(cv, y, labels, out_shape, offset, collapsed, len(xs), smap)
@@ -372,7 +376,8 @@ _SCATTER_REDUCTION = {"update": "update", "add": "add", "multiply": "mul", "maxi
 
 @converter("stablehlo.scatter")
 def scatter(cv, op, ins):
-    """x.at[idx].set/add/...: rows along one axis, as scatter_elements with broadcast indices."""
+    """x.at[idx].set/add/...: rows along one axis (or points over several, flattened into one axis),
+    as scatter_elements with broadcast indices."""
     from jaxlib.mlir.dialects import stablehlo as shlo
     if len(ins) != 3:
         raise Unsupported("variadic scatter")
@@ -383,24 +388,39 @@ def scatter(cv, op, ins):
         raise Unsupported(f"scatter with update computation {kind or 'body'}")
     smap, inserted = list(dn.scattered_dims_to_operand_dims), list(dn.inserted_window_dims)
     window = list(dn.update_window_dims)
-    if list(dn.input_batching_dims) or len(smap) != 1 or inserted != smap:
-        raise Unsupported("scatter other than x.at[indices] along one axis")
-    axis = smap[0]
+    if list(dn.input_batching_dims) or sorted(inserted) != sorted(smap):
+        raise Unsupported("scatter other than x.at[indices] (batched, or of partial windows)")
     xs, us = cv.shape_of(x), cv.shape_of(upd)
-    ind, bshape = _index_batch(cv, idx, dn.index_vector_dim)
-    kept = [d for d in range(len(xs)) if d != axis]
-    if [us[p] for p in window] != [xs[d] for d in kept]:
+    rest = [d for d in range(len(xs)) if d not in smap]
+    if [us[p] for p in window] != [xs[d] for d in rest]:
         raise Unsupported("scatter of partial windows")
-    nb = int(np.prod(bshape)) if bshape else 1
-    # updates -> [x dims before axis, flattened batch, x dims after axis]
     batch_pos = [p for p in range(len(us)) if p not in window]
+    nb = int(np.prod([us[p] for p in batch_pos]))
+    reduction = _SCATTER_REDUCTION[kind]
+    if len(smap) == 1:
+        axis = smap[0]
+        ind, _ = _index_batch(cv, idx, dn.index_vector_dim)
+        return _scatter_rows(cv, x, reshape_to(cv, ind, [nb]), upd, window, batch_pos, axis, reduction)
+    # Points over several dims: scatter rows of x viewed as [prod(indexed dims), rest...].
+    xp = permute(cv, x, smap + rest)
+    flat = reshape_to(cv, xp, [int(np.prod([xs[d] for d in smap]))] + [xs[d] for d in rest])
+    linear = _linear_index(cv, idx, dn.index_vector_dim, [xs[d] for d in smap])
+    y = _scatter_rows(cv, flat, reshape_to(cv, linear, [nb]), upd, window, batch_pos, 0, reduction)
+    y = reshape_to(cv, y, [xs[d] for d in smap + rest])
+    order = smap + rest
+    return permute(cv, y, [order.index(d) for d in range(len(xs))])
+
+
+def _scatter_rows(cv, x, ind, upd, window, batch_pos, axis, reduction):
+    """x[..., ind[b], ...] (op)= upd: updates permuted to x's dim order with the batch at `axis`."""
+    xs = cv.shape_of(x)
+    nb = cv.shape_of(ind)[0]
     u = permute(cv, upd, window[:axis] + batch_pos + window[axis:])
-    target = [xs[d] for d in kept[:axis]] + [nb] + [xs[d] for d in kept[axis:]]
+    target = list(xs[:axis]) + [nb] + list(xs[axis + 1:])
     u = reshape_to(cv, u, target)
-    ind = reshape_to(cv, ind, [nb])
     ind = reshape_to(cv, ind, [nb if i == axis else 1 for i in range(len(xs))])
     ind = cv.emit(R.broadcast_to(ind, target))
-    return cv.emit(R.scatter_elements(x, ind, u, axis=axis, reduction=_SCATTER_REDUCTION[kind]), "scatter")
+    return cv.emit(R.scatter_elements(x, ind, u, axis=axis, reduction=reduction), "scatter")
 
 
 @converter("stablehlo.sort")
