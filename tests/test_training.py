@@ -304,6 +304,27 @@ def test_adamw_matches_torch():
     np.testing.assert_allclose(got, want, rtol=1e-3)
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(kind="SGD", momentum=0.9, nesterov=True),
+    dict(kind="SGD", momentum=0.5, dampening=0.3),
+    dict(kind="Adam", betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05),
+], ids=["sgd-nesterov", "sgd-dampening", "adam-l2"])
+def test_optimizer_options_match_torch(kwargs):
+    kwargs = dict(kwargs)
+    kind = kwargs.pop("kind")
+    torch.manual_seed(0)
+    model = MLP()
+    ref = copy.deepcopy(model)
+    opt = getattr(forge_fe.optim, kind)(learning_rate=0.05, **kwargs)
+    cm = forge_fe.compile(model, [torch.zeros(16, 16)], training=True, optimizer=opt)
+    batches = _batches((16, 16), 5, 6, seed=6)
+    got = _train(cm, opt, batches)
+    want = _train(ref, getattr(torch.optim, kind)(ref.parameters(), lr=0.05, **kwargs), batches)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    for name, p in cm.state_dict().items():
+        torch.testing.assert_close(p, dict(ref.named_parameters())[name].detach(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("make, shape", [(MLP, (16, 16)), (CNN, (4, 3, 16, 16))], ids=["mlp", "cnn"])
 def test_bfloat16_training_lowers_the_loss(make, shape):
     torch.manual_seed(0)
