@@ -113,33 +113,45 @@ def _input_names(model, n) -> list[str]:
     return [f"input_{i}" for i in range(n)]
 
 
+class _Unrebuildable(Exception):
+    """The callable's output has a node forge_fe.structure cannot rebuild."""
+
+
 def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
     import jax
 
     from tvm_ext.frontend.stablehlo import import_stablehlo
 
     xs = _as_inputs(sample_inputs)
+    # One trace gives the jaxpr and the output structure (in the order the callable builds it:
+    # jax's own pytree flattening would sort dict keys).
+    traced = {}
+
+    def flat_fn(*args):
+        out = model(*args)
+        try:
+            traced["leaves"], traced["spec"] = structure.flatten(out)
+        except TypeError as exc:
+            raise _Unrebuildable(str(exc)) from None
+        return tuple(traced["leaves"])
+
+    untraceable = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                   jax.errors.TracerIntegerConversionError)
     try:
-        golden_out = model(*xs)
+        closed = jax.make_jaxpr(flat_fn)(*xs)
+    except _Unrebuildable as exc:
+        raise FrontendError(f"the callable returns something forge_fe cannot rebuild: {exc}",
+                            "return arrays in tuples, lists or dicts") from None
+    except untraceable as exc:
+        raise FrontendError(f"jax could not trace the callable: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                            "the model must be traceable by jax.jit (no Python control flow on array "
+                            "values: use jnp.where or lax.cond)") from exc
     except Exception as exc:
         raise FrontendError(f"the JAX callable failed on its sample inputs: {type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
                             "pass sample inputs the callable accepts, positionally; bind Flax variables "
                             "with functools.partial(module.apply, variables)") from exc
-    try:
-        leaves, spec = structure.flatten(golden_out)
-    except TypeError as exc:
-        raise FrontendError(f"the callable returns something forge_fe cannot rebuild: {exc}",
-                            "return arrays in tuples, lists or dicts") from exc
-
-    def flat_fn(*args):
-        return tuple(structure.flatten(model(*args))[0])
-
-    try:
-        closed = jax.make_jaxpr(flat_fn)(*xs)
-    except Exception as exc:
-        raise FrontendError(f"jax could not trace the callable: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                            "the model must be traceable by jax.jit (no Python control flow on array values)") from exc
+    leaves, spec = traced["leaves"], traced["spec"]
 
     # Floating-point consts are weights; integer/bool consts (index tables, masks) stay in the graph.
     consts = list(closed.consts)
