@@ -282,6 +282,22 @@ def test_large_constants_become_params_and_weight_args_are_named(rng):
     np.testing.assert_allclose(run_tvm(mod, params, x)[0], x @ table @ w, rtol=1e-4, atol=1e-4)
 
 
+def test_bfloat16_constants_small_and_large(rng):
+    # numpy's buffer protocol has no bf16: such constants are read from their printed form.
+    small = jnp.asarray(np.arange(5) * 0.25 - 0.3, jnp.bfloat16)
+    big = jnp.asarray(rng.standard_normal((40, 40)), jnp.bfloat16)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+
+    def f(x):
+        y = x.astype(jnp.bfloat16) * jnp.bfloat16(1.5) + small
+        return y.astype(jnp.float32), (big[:4, :5] + y).astype(jnp.float32)
+    mod, params = from_stablehlo(export_text(f, x))
+    (table,) = params.values()
+    np.testing.assert_array_equal(table, np.asarray(big))
+    for got, want in zip(run_tvm(mod, params, x), f(x)):
+        np.testing.assert_array_equal(got, np.asarray(want))
+
+
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------

@@ -154,18 +154,26 @@ def dense_to_numpy(attr, shape, dtype) -> np.ndarray:
         return np.full(shape, scalar, dtype=np_dtype)
     try:
         arr = np.array(attr)
-    except Exception:  # noqa: BLE001 - element types numpy's buffer protocol lacks (bf16)
-        arr = np.array([_scalar_attr(attr[i]) for i in range(len(attr))])
+    except Exception:  # noqa: BLE001 - element types numpy's buffer protocol lacks (bf16, f16)
+        return _dense_from_text(str(attr), shape, np_dtype)
     if arr.dtype == np.bool_ or dtype == "bool":
         arr = arr.astype(np.bool_)
     return np.asarray(arr).astype(np_dtype, copy=False).reshape(shape)
 
 
-def _scalar_attr(a):
-    from jaxlib.mlir import ir
-    if isinstance(a, ir.IntegerAttr):
-        return ir.IntegerAttr(a).value
-    return ir.FloatAttr(a).value
+def _dense_from_text(text: str, shape, np_dtype) -> np.ndarray:
+    """Values of `dense<...> : tensor<...>` from its printed form: raw hex bytes or a value list."""
+    body = text[text.index("<") + 1:text.rindex("> :")].strip()
+    if body.startswith('"0x'):
+        return np.frombuffer(bytes.fromhex(body[3:-1]), dtype=np_dtype).reshape(shape).copy()
+    bits = np.dtype(f"uint{8 * np.dtype(np_dtype).itemsize}")
+    values = []
+    for tok in re.findall(r"0x[0-9A-Fa-f]+|[-+]?(?:inf|nan|\d+\.?\d*(?:[eE][-+]?\d+)?)", body):
+        if tok.startswith("0x"):          # a NaN or other special value spelled as its bit pattern
+            values.append(np.array(int(tok, 16), dtype=bits).view(np_dtype))
+        else:
+            values.append(np.asarray(float(tok)).astype(np_dtype))
+    return np.array(values, dtype=np_dtype).reshape(shape)
 
 
 def _np_dtype(dtype: str):
