@@ -274,6 +274,17 @@ def test_saved_model_directory(scaler_module, tmp_path):
     np.testing.assert_allclose(cm(*inputs)[0], module(*inputs)[0].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_keras_export_saved_model_directory(tmp_path):
+    keras.utils.set_random_seed(12)
+    model = keras.Sequential([keras.Input((4,), batch_size=2), keras.layers.Dense(3, name="d")])
+    path = str(tmp_path / "exported")
+    model.export(path)                              # a SavedModel whose entry point is `serve`
+    x = rand(2, 4, seed=17)
+    cm, checks = compile_and_verify(path, [x])
+    assert checks[0].pcc >= PCC
+    np.testing.assert_allclose(cm(x), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_cpu_fallback_ops_on_a_keras_model():
     keras.utils.set_random_seed(8)
     model = keras.Sequential([keras.Input((10,), batch_size=2), keras.layers.Dense(6),
