@@ -216,6 +216,15 @@ def test_every_stage_dumps_and_names_trace_to_flax_modules(cnn_case):
     assert re.search(r"CNN_Conv_0_\w*conv", source) and "params/BatchNorm_0/scale" in source
 
 
+@pytest.mark.parametrize("depth", [forge_fe.CompileDepth.IMPORT, forge_fe.CompileDepth.LOWER_TO_TTIR])
+def test_compile_depth_stops_a_jax_model(mlp_case, depth):
+    model, x, _ = mlp_case
+    cm = forge_fe.compile(model, [x], compiler_cfg=CompilerConfig(compile_depth=depth))
+    assert cm.report.stopped_after == depth.name.lower()
+    with pytest.raises(forge_fe.errors.CompileStopped):
+        cm(x)
+
+
 def test_binary_round_trip(cnn_case, tmp_path):
     model, x, cm, _ = cnn_case
     cm.save(str(tmp_path / "cnn.ttb"))
