@@ -159,7 +159,7 @@ def carry_narrow_dtypes(model: onnx.ModelProto):
         node = producers.get(name)
         if node is not None and node.op_type not in _NARROWABLE_PRODUCERS:
             raise FrontendError(f"output '{name}' is {helper.tensor_dtype_to_string(t)} computed by "
-                                f"{node.op_type} '{node.name}'; forge_fe carries that type only through "
+                                f"{node.op_type} node '{node.name or node.output[0]}'; forge_fe carries that type only through "
                                 f"Cast/CastLike/Identity", "compute it in float32/int8 and cast last")
         saturate = True
         if node is not None and node.op_type in ("Cast", "CastLike"):

@@ -633,6 +633,90 @@ class BitShift(OnnxOpConverter):
         return relax.op.where(in_range, shifted, fill)
 
 
+# --------------------------------------------------------------------------
+# Shape-driven ops (their shape inputs are constants once imported)
+# --------------------------------------------------------------------------
+
+
+def _const_ints(expr, params, what: str) -> list[int]:
+    value = _tvm_onnx.get_constant(expr, params)
+    if isinstance(value, tvm.ir.GenericConst):
+        return [int(v) for v in value.value.numpy().reshape(-1)]
+    if isinstance(value, relax.ShapeExpr) and all(isinstance(d, tirx.IntImm) for d in value.values):
+        return [int(d) for d in value.values]
+    raise ValueError(f"{what} must be a constant (it decides the output shape)")
+
+
+class CenterCropPad(OnnxOpConverter):
+    """Center crop (slice) or zero-pad every listed axis to ``shape`` (floor of half the difference first)."""
+
+    @classmethod
+    def _impl_v18(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dims = _shape(x)
+        target = _const_ints(inputs[1], params, "CenterCropPad shape")
+        axes = [a % len(dims) for a in attr.get("axes", range(len(dims)))]
+        begin, end, pad = [], [], [0] * (2 * len(dims))
+        crop_axes = []
+        for a, t in zip(axes, target):
+            if t < dims[a]:
+                start = (dims[a] - t) // 2
+                crop_axes.append(a)
+                begin.append(start)
+                end.append(start + t)
+            elif t > dims[a]:
+                before = (t - dims[a]) // 2
+                pad[2 * a], pad[2 * a + 1] = before, t - dims[a] - before
+        if crop_axes:
+            x = bb.normalize(relax.op.strided_slice(x, crop_axes, begin, end))
+        if any(pad):
+            x = relax.op.nn.pad(x, pad, pad_value=0.0)
+        return x
+
+
+class OneHot(OnnxOpConverter):
+    """OneHot with runtime ``values`` (TVM wants them constant): negative indices wrap once,
+    out-of-range ones match nothing."""
+
+    @classmethod
+    def _impl_v11(cls, bb, inputs, attr, params):
+        idx, values = inputs[0], inputs[2]
+        (depth,) = _const_ints(inputs[1], params, "OneHot depth")[:1]
+        rank = len(_shape(idx))
+        axis = int(attr.get("axis", -1))
+        axis = axis + rank + 1 if axis < 0 else axis
+        it = _dtype(idx)
+        idx = bb.normalize(relax.op.where(relax.op.less(idx, _const(0, it)),
+                                          relax.op.add(idx, _const(depth, it)), idx))
+        classes = np.arange(depth).reshape([1] * axis + [depth] + [1] * (rank - axis))
+        hit = relax.op.equal(relax.op.expand_dims(idx, axis), _const(classes, it))
+        off = bb.normalize(relax.op.take(values, _const(0, "int64"), axis=0))
+        on = bb.normalize(relax.op.take(values, _const(1, "int64"), axis=0))
+        return relax.op.where(hit, on, off)
+
+
+class EyeLike(OnnxOpConverter):
+    """EyeLike as a constant (its value depends only on the static shape), in ``dtype`` if given."""
+
+    @classmethod
+    def _impl_v9(cls, bb, inputs, attr, params):
+        rows, cols = _shape(inputs[0])
+        dtype = _onnx_dtype_name(int(attr["dtype"])) if "dtype" in attr else _dtype(inputs[0])
+        return _const(np.eye(rows, cols, int(attr.get("k", 0)), dtype=dtype), dtype)
+
+
+class Elu(OnnxOpConverter):
+    """Elu in the input's dtype (TVM builds its constants as float32, which float16 inputs refuse)."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dt = _dtype(x)
+        alpha = _const(float(attr.get("alpha", 1.0)), dt)
+        neg = relax.op.multiply(alpha, relax.op.subtract(relax.op.exp(x), _const(1, dt)))
+        return relax.op.where(relax.op.greater(x, _const(0, dt)), x, neg)
+
+
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
     "Constant": Constant,
@@ -655,4 +739,8 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "RotaryEmbedding": RotaryEmbedding,
     "IsInf": IsInf,
     "BitShift": BitShift,
+    "CenterCropPad": CenterCropPad,
+    "OneHot": OneHot,
+    "EyeLike": EyeLike,
+    "Elu": Elu,
 }

@@ -58,6 +58,11 @@ SHAPE_EVAL = {
 }
 
 
+#: numpy dtypes torch.from_numpy accepts
+_TORCH_NUMPY_DTYPES = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool",
+                       "complex64", "complex128", "uint16", "uint32", "uint64"}
+
+
 def fold_value(call, lookup) -> np.ndarray | None:
     """The value of `call` if all its tensor inputs are constants and a Forge op can evaluate it."""
     if not isinstance(call.op, tvm.ir.Op) or not isinstance(call.ty, relax.TensorType):
@@ -78,6 +83,8 @@ def fold_value(call, lookup) -> np.ndarray | None:
     consts = [_resolve(a, lookup) for a in args]
     if "result_index" in attrs or any(c is None for c in consts):
         return None
+    if any(str(c.value.numpy().dtype) not in _TORCH_NUMPY_DTYPES for c in consts):
+        return None  # bfloat16/float8 arrays (ml_dtypes) have no torch.from_numpy: TVM folds them
     value = op.golden([torch.from_numpy(np.array(c.value.numpy())) for c in consts], attrs).numpy()
     want = str(call.ty.dtype)
     return value.astype(want) if str(value.dtype) != want else value
