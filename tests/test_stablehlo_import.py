@@ -245,6 +245,15 @@ def test_scan_and_fori_loop_unroll(rng):
     assert not any("while" in op for op in relax_ops(mod))
 
 
+def test_cond_and_switch_on_run_time_values(x45):
+    def f(x, k):
+        a = lax.cond(x.sum() > 0, lambda v: v * 2, lambda v: v - 1, x)
+        b = lax.switch(k, [lambda v: v + 1, lambda v: jnp.tanh(v), lambda v: v * v], x)
+        return a, b
+    for x, k in ((x45, 0), (-np.abs(x45), 1), (np.abs(x45), 7)):     # 7 is out of range: the last branch
+        check(f, x, np.array(k, np.int32))
+
+
 def test_private_calls_are_inlined(x45):
     @jax.jit
     def inner(y):

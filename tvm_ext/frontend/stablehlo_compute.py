@@ -465,18 +465,28 @@ def while_(cv, op, ins):
 
 @converter("stablehlo.if")
 def if_(cv, op, ins):
+    """lax.cond: the taken branch for a constant predicate; else both branches and a select
+    (StableHLO is pure, so computing the untaken branch only costs time)."""
     pred = cv.known(ins[0])
-    if pred is None:
-        raise Unsupported("lax.cond on a run-time predicate (use jnp.where)")
-    return cv.convert_block(op.regions[0 if bool(pred.reshape(())) else 1].blocks[0], [])
+    if pred is not None:
+        return cv.convert_block(op.regions[0 if bool(pred.reshape(())) else 1].blocks[0], [])
+    taken = cv.convert_block(op.regions[0].blocks[0], [])
+    other = cv.convert_block(op.regions[1].blocks[0], [])
+    return [cv.emit(R.where(ins[0], a, b), "cond") for a, b in zip(taken, other)]
 
 
 @converter("stablehlo.case")
 def case(cv, op, ins):
-    index = cv.known(ins[0])
-    if index is None:
-        raise Unsupported("lax.switch on a run-time index")
+    """lax.switch: out-of-range indices take the last branch, as in StableHLO."""
     n = len(op.regions)
-    i = int(index.reshape(()))
-    return cv.convert_block(op.regions[i if 0 <= i < n else n - 1].blocks[0], [])
-
+    index = cv.known(ins[0])
+    if index is not None:
+        i = int(index.reshape(()))
+        return cv.convert_block(op.regions[i if 0 <= i < n else n - 1].blocks[0], [])
+    results = cv.convert_block(op.regions[n - 1].blocks[0], [])
+    idt = cv.dtype_of(ins[0])
+    for i in reversed(range(n - 1)):
+        branch = cv.convert_block(op.regions[i].blocks[0], [])
+        hit = cv.emit(R.equal(ins[0], relax.const(np.asarray(i, idt))))
+        results = [cv.emit(R.where(hit, a, b), "switch") for a, b in zip(branch, results)]
+    return results
