@@ -216,6 +216,11 @@ def test_gather_and_scatter_from_jnp_indexing(x45):
     check(f, x45, idx)
 
 
+def test_scatter_drops_out_of_bounds_updates_as_xla_does(x45):
+    idx = np.array([1, 9, 2], np.int32)       # 9 is past the end: that update is skipped
+    check(lambda x, i: (x.at[i].set(3.0), x.at[i].add(1.0), x.at[i].max(0.5), x.at[:, i].multiply(2.0)), x45, idx)
+
+
 def test_point_gather_with_several_index_arrays(rng):
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
     i = np.array([[0, 2], [1, -1]], np.int32)

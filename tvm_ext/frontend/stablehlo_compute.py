@@ -419,8 +419,27 @@ def _scatter_rows(cv, x, ind, upd, window, batch_pos, axis, reduction):
     target = list(xs[:axis]) + [nb] + list(xs[axis + 1:])
     u = reshape_to(cv, u, target)
     ind = reshape_to(cv, ind, [nb if i == axis else 1 for i in range(len(xs))])
+    known = cv.known(ind)
+    if known is None or known.min() < 0 or known.max() >= xs[axis]:
+        ind, u = _drop_out_of_bounds(cv, x, ind, u, axis, reduction)
     ind = cv.emit(R.broadcast_to(ind, target))
     return cv.emit(R.scatter_elements(x, ind, u, axis=axis, reduction=reduction), "scatter")
+
+
+def _drop_out_of_bounds(cv, x, ind, u, axis, reduction):
+    """XLA skips updates whose index is out of bounds: clamp those indices and make their
+    update a no-op (the reduction's identity, or the current value for a plain set)."""
+    n, idt, dt = cv.shape_of(x)[axis], cv.dtype_of(ind), cv.dtype_of(x)
+    valid = cv.emit(R.logical_and(R.greater_equal(ind, relax.const(np.asarray(0, idt))),
+                                  R.less(ind, relax.const(np.asarray(n, idt)))))
+    ind = cv.emit(R.minimum(R.maximum(ind, relax.const(np.asarray(0, idt))), relax.const(np.asarray(n - 1, idt))))
+    if reduction == "update":
+        keep = cv.emit(R.gather_elements(x, cv.emit(R.broadcast_to(ind, cv.shape_of(u))), axis))
+    else:
+        info = np.finfo(dt) if dt.startswith(("float", "bfloat")) else np.iinfo(dt)
+        identity = {"add": 0, "mul": 1, "max": info.min, "min": info.max}[reduction]
+        keep = relax.const(np.asarray(identity, dt))
+    return ind, cv.emit(R.where(valid, u, keep))
 
 
 @converter("stablehlo.sort")
