@@ -384,6 +384,23 @@ def test_binary_holds_forward_backward_and_optimizer_programs(trained_mlp, tmp_p
         torch.testing.assert_close(p.detach(), before[n] - 0.5 * p.grad)
 
 
+@pytest.mark.parametrize("make, shape", [(CNN, (2, 3, 16, 16)), (TransformerBlock, (2, 8))], ids=["cnn", "transformer"])
+def test_training_ttir_parses_and_matches_the_programs(make, shape):
+    """The three programs' TTIR (with conv_transpose2d, max_pool2d_grad, embedding_backward) is valid
+    MLIR, and lists the ops the runtime executes."""
+    from test_ttir import ops_of, parse
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, shape) if make is TransformerBlock else torch.randn(*shape)
+    cm = forge_fe.compile(make(), [x], training=True, optimizer=forge_fe.optim.Adam(learning_rate=1e-3))
+    by_func = {}
+    for func, op in ops_of(parse(cm.ttir)):
+        if op.name != "func.return":
+            by_func.setdefault(func.name.value, []).append(op.name)
+    assert {p.name: [o.name for o in p.ops] for p in cm.binary.programs} == by_func
+    grad_ops = {"ttir.conv_transpose2d", "ttir.max_pool2d_grad"} if make is CNN else {"ttir.embedding_backward"}
+    assert grad_ops <= set(by_func["device_0_backward"])
+
+
 def test_state_dict_round_trip_and_torch_names(trained_mlp):
     model, cm, opt = trained_mlp
     fresh = MLP()
