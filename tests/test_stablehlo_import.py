@@ -270,14 +270,14 @@ def test_private_calls_are_inlined(x45):
     assert len(mod.get_global_vars()) == 1
 
 
-def test_accepts_text_bytes_module_and_exported(x45):
+def test_accepts_text_artifact_module_and_exported(x45):
     exported = jax.export.export(jax.jit(lambda x: x * 2))(jax.ShapeDtypeStruct(x45.shape, x45.dtype))
     from jax._src.interpreters import mlir
     from jaxlib.mlir import ir
     ctx = mlir.make_ir_context()
     with ctx:
         module = ir.Module.parse(exported.mlir_module())
-    for form in (exported, exported.mlir_module(), module):
+    for form in (exported, exported.mlir_module(), exported.mlir_module_serialized, module):
         mod, params = from_stablehlo(form)
         np.testing.assert_allclose(run_tvm(mod, params, x45)[0], x45 * 2)
 

@@ -10,7 +10,9 @@ emits one Relax op (or a short sequence) per StableHLO op::
 ``mod["main"]`` takes the StableHLO ``main``'s arguments (weight arguments named
 in ``weights`` move to the end) followed by one parameter per large non-splat
 constant; ``params`` maps every weight parameter's name to its numpy value.
-Converters live in :mod:`tvm_ext.frontend.stablehlo_ops`, one function per op.
+Converters live in :mod:`tvm_ext.frontend.stablehlo_ops` (eltwise, data movement)
+and :mod:`tvm_ext.frontend.stablehlo_compute` (dot/conv, reductions, gather/scatter,
+control flow), one function per op.
 Every failure is a :class:`forge_fe.errors.FrontendError` naming the op and its
 ``loc(...)``; all unsupported ops are listed at once.
 """
@@ -54,7 +56,8 @@ def from_stablehlo(module, weights: Mapping[int, tuple[str, np.ndarray]] | None 
     Parameters
     ----------
     module:
-        MLIR text, bytecode (``bytes``), a jaxlib ``ir.Module`` or a ``jax.export.Exported``.
+        MLIR text, a portable artifact or MLIR bytecode (``bytes``), a jaxlib ``ir.Module``
+        or a ``jax.export.Exported``.
     weights:
         ``{main argument index: (name, value)}``: arguments that are weights, not user
         inputs. They become trailing parameters of ``main`` and entries of ``params``.
@@ -99,6 +102,14 @@ def _parse(module, ir):
     if hasattr(module, "mlir_module_serialized"):      # jax.export.Exported
         module = module.mlir_module()
     if isinstance(module, (bytes, bytearray)):
+        # A portable artifact (jax.export's mlir_module_serialized: VHLO) or plain MLIR bytecode.
+        if b"StableHLO_v" in bytes(module[:64]):
+            from jaxlib.mlir.dialects import stablehlo as shlo
+            try:
+                return shlo.deserialize_portable_artifact(ir.Context.current, bytes(module))
+            except Exception as err:
+                raise FrontendError(f"could not deserialize the StableHLO artifact: {_first_line(err)}",
+                                    "it may come from a newer StableHLO than jaxlib's") from err
         try:
             return ir.Module.parse(bytes(module))
         except Exception as err:
