@@ -717,6 +717,28 @@ class Elu(OnnxOpConverter):
         return relax.op.where(relax.op.greater(x, _const(0, dt)), x, neg)
 
 
+class CumSum(OnnxOpConverter):
+    """CumSum / CumProd with ``exclusive`` and ``reverse`` as Relax scans (reverse = flip, scan, flip;
+    TVM's CumSum reverses through an opaque TIR function and there is no CumProd converter)."""
+
+    scan = staticmethod(relax.op.cumsum)
+
+    @classmethod
+    def _impl_v11(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        (axis,) = _const_ints(inputs[1], params, f"{cls.__name__} axis")[:1]
+        axis %= len(_shape(x))
+        reverse = bool(attr.get("reverse", 0))
+        if reverse:
+            x = bb.normalize(relax.op.flip(x, axis))
+        out = bb.normalize(cls.scan(x, axis, exclusive=bool(attr.get("exclusive", 0))))
+        return relax.op.flip(out, axis) if reverse else out
+
+
+class CumProd(CumSum):
+    scan = staticmethod(relax.op.cumprod)
+
+
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
     "Constant": Constant,
@@ -743,4 +765,6 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "OneHot": OneHot,
     "EyeLike": EyeLike,
     "Elu": Elu,
+    "CumSum": CumSum,
+    "CumProd": CumProd,
 }
