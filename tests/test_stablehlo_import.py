@@ -149,6 +149,11 @@ def test_reduce_window_pooling_and_cumsum(rng):
     assert {"relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.cumsum"} <= relax_ops(mod)
 
 
+def test_reduce_precision_rounds_like_bf16_and_f16(x45):
+    check(lambda x: (lax.reduce_precision(x, 8, 7), lax.reduce_precision(x, 5, 10), lax.reduce_precision(x, 8, 23)),
+          x45 * 100, rtol=0, atol=0)
+
+
 def test_nan_compares_follow_ieee(x45):
     # x != x is how jnp.isnan / nan_to_num spell it: NaN must compare unequal to itself.
     x = x45.copy()

@@ -291,6 +291,21 @@ def convert(cv, op, ins):
     return cv.emit(R.astype(ins[0], dtype))
 
 
+#: (exponent bits, mantissa bits) of the float types reduce_precision can round through
+_PRECISION_TYPES = {(8, 7): "bfloat16", (5, 10): "float16"}
+
+
+@converter("stablehlo.reduce_precision")
+def reduce_precision(cv, op, ins):
+    bits = (int_attr(op, "exponent_bits"), int_attr(op, "mantissa_bits"))
+    dtype = cv.dtype_of(ins[0])
+    if bits == {"float32": (8, 23), "bfloat16": (8, 7), "float16": (5, 10)}.get(dtype):
+        return ins[0]
+    if bits not in _PRECISION_TYPES:
+        raise Unsupported(f"rounding to {bits[0]} exponent / {bits[1]} mantissa bits (bf16 and f16 are supported)")
+    return cv.emit(R.astype(R.astype(ins[0], _PRECISION_TYPES[bits]), dtype))
+
+
 # ---- data movement -------------------------------------------------------------------
 
 @converter("stablehlo.reshape")
