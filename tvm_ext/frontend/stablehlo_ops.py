@@ -459,7 +459,7 @@ def _update_dynamic(cv, x, update, starts, sizes):
         if k == n:
             continue
         idt = cv.dtype_of(start)
-        c = lambda v: relax.const(np.asarray(v, idt))  # noqa: E731
+        c = lambda v, t=idt: relax.const(np.asarray(v, t))
         s = cv.emit(R.minimum(R.maximum(start, c(0)), c(n - k)))
         pos = relax.const(np.arange(n, dtype=idt).reshape([n if d == axis else 1 for d in range(len(shape))]))
         src = cv.emit(R.minimum(R.maximum(R.subtract(pos, s), c(0)), c(k - 1)))
