@@ -739,6 +739,58 @@ class CumProd(CumSum):
     scan = staticmethod(relax.op.cumprod)
 
 
+class Resize(_tvm_onnx.Resize):
+    """Resize with the ``axes`` attribute or ``keep_aspect_ratio_policy`` (opset 18+).
+
+    TVM expects scales/sizes/roi for every axis and ignores the policy.  Both are
+    resolved here into full-rank constants (unlisted axes keep their size, roi 0..1;
+    ``not_larger``/``not_smaller`` scale all listed axes by the min/max ratio, sizes
+    rounded half up), then TVM's converter runs."""
+
+    @classmethod
+    def _impl_v18(cls, bb, inputs, attr, params):
+        policy = attr.get("keep_aspect_ratio_policy", b"stretch")
+        policy = policy.decode() if isinstance(policy, bytes) else policy
+        if "axes" not in attr and policy == "stretch":
+            return super()._impl_v18(bb, inputs, attr, params)
+        dims = _shape(inputs[0])
+        rank = len(dims)
+        axes = [a % rank for a in attr.get("axes", range(rank))]
+
+        def const(i, dtype):
+            if inputs[i] is None:
+                return None
+            value = _tvm_onnx.get_constant(inputs[i], params)
+            if not isinstance(value, tvm.ir.GenericConst):
+                raise ValueError(f"Resize input {i} must be a constant")
+            array = value.value.numpy().reshape(-1).astype(dtype)
+            return array if array.size else None
+
+        roi, scales, sizes = const(1, "float32"), const(2, "float32"), const(3, "int64")
+        fixed = list(inputs)
+        if roi is not None:
+            full = np.array([0.0] * rank + [1.0] * rank, dtype="float32")
+            for k, a in enumerate(axes):
+                full[a], full[rank + a] = roi[k], roi[len(axes) + k]
+            fixed[1] = _const(full, "float32")
+        if scales is not None:
+            full = np.ones(rank, dtype="float32")
+            full[axes] = scales
+            fixed[2] = _const(full, "float32")
+        if sizes is not None:
+            full = np.array(dims, dtype="int64")
+            ratios = [sizes[k] / dims[a] for k, a in enumerate(axes)]
+            for k, a in enumerate(axes):
+                if policy == "stretch":
+                    full[a] = sizes[k]
+                else:
+                    r = min(ratios) if policy == "not_larger" else max(ratios)
+                    full[a] = int(np.floor(dims[a] * r + 0.5))
+            fixed[3] = _const(full, "int64")
+        attr = {k: v for k, v in attr.items() if k not in ("axes", "keep_aspect_ratio_policy")}
+        return super()._impl_v18(bb, _tvm_onnx.onnx_input(fixed), attr, params)
+
+
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
     "Constant": Constant,
@@ -767,4 +819,5 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "Elu": Elu,
     "CumSum": CumSum,
     "CumProd": CumProd,
+    "Resize": Resize,
 }
