@@ -22,9 +22,12 @@ class Small(nn.Module):
         return torch.tanh(self.fc(x))
 
 
-class Cumulative(nn.Module):
+class PoolIndices(nn.Module):
+    """Uses max_pool2d's indices, which the PyTorch frontend refuses at import (TVM would zero them)."""
+
     def forward(self, x):
-        return torch.cumsum(x, dim=1)
+        values, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+        return values + indices.float()
 
 
 def small(size):
@@ -40,16 +43,29 @@ def test_passing_model_record_has_every_metric():
     assert rec.est_latency_s > 0 and rec.segments == 1
 
 
-def test_partition_failure_is_attributed_and_expected_failures_match_the_stage():
-    case = MatrixCase("cum", "pytorch", "op", lambda size: (Cumulative(), [torch.randn(2, 8)]))
+def test_import_failure_is_attributed_and_expected_failures_match_the_stage():
+    case = MatrixCase("pool", "pytorch", "op", lambda size: (PoolIndices(), [torch.randn(1, 2, 4, 4)]))
     rec = matrix.run_case(case)
-    assert (rec.status, rec.failing_stage, rec.failure_class) == ("fail", "partition", "partition")
-    assert rec.stage_reached == "relax_passes" and "cumsum" in rec.error and rec.compile_s is None
-    case.xfail = {"push": ("partition", "no cumsum")}
+    assert (rec.status, rec.failing_stage, rec.failure_class) == ("fail", "import", "import")
+    assert rec.stage_reached == "build" and "max_pool2d" in rec.error and rec.compile_s is None
+    case.xfail = {"push": ("import", "indices refused")}
     assert matrix.run_case(case).status == "xfail"
-    case.xfail = {"push": ("import", "wrong guess")}
-    with pytest.raises(AssertionError, match="expected to fail at 'import: wrong guess', but failed at 'partition'"):
+    case.xfail = {"push": ("partition", "wrong guess")}
+    with pytest.raises(AssertionError, match="expected to fail at 'partition: wrong guess', but failed at 'import'"):
         matrix.check(case)
+
+
+def test_failure_inside_a_stage_is_attributed_to_it(monkeypatch):
+    """Whatever a stage raises is recorded against that stage, with the stages before it as reached."""
+    from forge_fe import pipeline
+
+    def broken_partition(ctx):
+        raise RuntimeError("partitioner bug")
+    monkeypatch.setattr(pipeline, "STAGES", [(d, n, broken_partition if n == "partition" else f)
+                                             for d, n, f in pipeline.STAGES])
+    rec = matrix.run_case(MatrixCase("small", "pytorch", "MLP", small))
+    assert (rec.failing_stage, rec.failure_class, rec.stage_reached) == ("partition", "partition", "relax_passes")
+    assert "partitioner bug" in rec.error
 
 
 def test_wrong_result_and_build_failures(tmp_path, monkeypatch):
