@@ -241,6 +241,16 @@ def test_cpu_fallback_runs_forced_ops_on_the_host(mlp_case):
     verify(model, [x], cm)
 
 
+def test_unused_inputs_and_weights_keep_the_call_signature():
+    params = {"a": jnp.ones((3, 3)), "unused": jnp.ones(5), "b": jnp.full(3, 2.0)}
+    model = functools.partial(lambda p, x, y: x @ p["a"] + p["b"], params)
+    x = np.random.default_rng(6).standard_normal((2, 3)).astype(np.float32)
+    cm = forge_fe.compile(model, [x, x * 0])
+    assert [name for name, _, _ in cm.context.imported.input_specs] == ["x", "y"]
+    assert weight_names(cm) == {"a", "b"}
+    verify(model, [x, x], cm)
+
+
 def test_integer_token_inputs_embedding_model():
     rng = np.random.default_rng(5)
     module = nn.Sequential([nn.Embed(100, 16), nn.Dense(8)])

@@ -166,7 +166,9 @@ def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
 
     specs = [jax.ShapeDtypeStruct(np.shape(c), c.dtype) for c in weights]
     try:
-        exported = jax.export.export(jax.jit(with_weights))(specs, *[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs])
+        # keep_unused: every input stays an argument, so argument i is still weight or input i.
+        exported = jax.export.export(jax.jit(with_weights, keep_unused=True))(
+            specs, *[jax.ShapeDtypeStruct(x.shape, x.dtype) for x in xs])
     except Exception as exc:
         raise FrontendError(f"jax.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                             "the callable must be exportable with jax.export") from exc
