@@ -286,8 +286,9 @@ def convert(cv, op, ins):
         return relax.const((v != 0) if dtype == "bool" else v.astype(_np(dtype)), dtype)
     if cv.dtype_of(ins[0]) == dtype:
         return ins[0]
-    if dtype == "bool":
-        return cv.emit(R.not_equal(ins[0], relax.const(np.zeros((), _np(cv.dtype_of(ins[0]))))))
+    if dtype == "bool":     # x != 0, spelled NaN-safe (TVM's float not_equal is ordered: NaN -> false)
+        zero = relax.const(np.zeros((), _np(cv.dtype_of(ins[0]))))
+        return cv.emit(R.logical_not(R.equal(ins[0], zero)))
     return cv.emit(R.astype(ins[0], dtype))
 
 
