@@ -30,6 +30,12 @@ class PoolIndices(nn.Module):
         return values + indices.float()
 
 
+@pytest.fixture(autouse=True)
+def private_records(tmp_path, monkeypatch):
+    """These tests' records must not land among the real matrix records."""
+    monkeypatch.setenv("FORGE_FE_MATRIX_OUT", str(tmp_path))
+
+
 def small(size):
     torch.manual_seed(0)
     return Small().eval(), [torch.randn(2, 8)]
@@ -68,8 +74,7 @@ def test_failure_inside_a_stage_is_attributed_to_it(monkeypatch):
     assert "partitioner bug" in rec.error
 
 
-def test_wrong_result_and_build_failures(tmp_path, monkeypatch):
-    monkeypatch.setenv("FORGE_FE_MATRIX_OUT", str(tmp_path))
+def test_wrong_result_and_build_failures(tmp_path):
 
     def other_weights(model, inputs):     # the framework's output of a differently initialised model
         torch.manual_seed(1)
