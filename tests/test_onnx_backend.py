@@ -14,10 +14,7 @@ from onnx import numpy_helper
 from forge_fe.errors import ForgeError
 from forge_fe.onnx_backend import ForgeBackend, sample_inputs
 
-# Chosen from cases that pass today (benchmarks/onnx_conformance.py). Cases one might expect here
-# but that fail today, see docs/onnx_conformance.md: test_reshape_* (shape given as an input),
-# test_gather_0 (relax.shape_of left for the partitioner), test_layer_normalization_* (Mean /
-# InvStdDev outputs come back 0-d), test_reduce_mean_default_axes_keepdims_example (axes input).
+# A fast, hand-picked slice; the whole suite is tests/test_onnx_node_suite.py.
 PASSING = [
     "test_relu",
     "test_add_bcast",
@@ -75,8 +72,10 @@ def test_node_case_passes(cases, name):
 
 def test_unsupported_op_is_a_forge_error(cases):
     name, op = UNSUPPORTED
+    inputs = [_np(x) for x in cases[name].data_sets[0][0]]
+    rep = ForgeBackend.prepare(cases[name].model)  # compiles lazily, at run()
     with pytest.raises(ForgeError) as ei:
-        ForgeBackend.prepare(cases[name].model)
+        rep.run(inputs)
     msg = str(ei.value)
     assert op in msg and msg.startswith("[forge_fe:"), msg
     assert "Traceback" not in msg
