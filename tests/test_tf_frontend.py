@@ -368,15 +368,20 @@ def test_tf_op_without_a_tflite_builtin_is_named():
     assert "MatrixDeterminant" in str(err.value).split("StableHLO road")[1]
 
 
-def test_tflite_op_tvm_cannot_import_is_named():
+def test_tflite_op_tvm_cannot_import_is_named_and_falls_back(monkeypatch):
     from tensorflow.compiler.tf2xla.python import xla
 
     @tf.function
     def update(x, i):
         return xla.dynamic_update_slice(x, tf.ones((1, 2)), tf.stack([i, i]))
 
+    inputs = [rand(4, 4, seed=18), np.array(1, "int32")]
+    monkeypatch.setenv("FORGE_FE_TF_ROAD", "tflite")
     with pytest.raises(FrontendError, match="TFLite ops TVM's importer does not support: 'DYNAMIC_UPDATE_SLICE'"):
-        forge_fe.compile(update, [np.zeros((4, 4), "float32"), np.array(1, "int32")])
+        forge_fe.compile(update, inputs)
+    monkeypatch.setenv("FORGE_FE_TF_ROAD", "auto")         # XLA's dynamic_update_slice imports
+    _, checks = compile_and_verify(update, inputs)
+    assert checks[0].pcc >= PCC
 
 
 def test_unreadable_saved_model_is_refused(tmp_path):
