@@ -20,7 +20,7 @@ EXTRAS = {
     # TensorFlow's own pins (protobuf, ml_dtypes) agree with jax 0.10.2 and onnx 1.23 at these versions.
     "tf": ["tensorflow-cpu==2.21.0", "tflite==2.18.0"],
     "jax": JAX + ["flax>=0.12"],
-    "test": ["pytest>=8"] + JAX,
+    "test": ["pytest>=8", "pytest-timeout>=2.3"] + JAX,
 }
 EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "tf", "jax") for p in EXTRAS[k]})
 

@@ -5,6 +5,8 @@
 
 Each (case, runner) runs in a worker process with a timeout; a worker that hangs
 or dies is killed and replaced, and the case is recorded as a timeout/crash.
+Workers are spawned, not forked: a fork of a process that has loaded TensorFlow,
+torch or JAX can deadlock in the child on a lock some thread held at fork time.
 Outputs are compared with the suite's references: same shape and dtype, then
 np.allclose(rtol=1e-3, atol=1e-5, equal_nan=True) (exact equality for
 non-numeric data); sequence outputs compare element-wise, optional (None) must
@@ -122,11 +124,11 @@ def to_numpy(v):
     return v
 
 
-def run_one(name: str, runner: str, suite_tolerances: bool = False) -> dict:
-    """Run one case; outputs compared with rtol 1e-3 / atol 1e-5 (the issue's harness), or with
-    the case's own rtol/atol when `suite_tolerances` (what onnx's backend test runner uses).
-    The other comparison is recorded too (`alt_status`, `alt_reason`)."""
-    case = _CASES[name]
+def run_one(name: str, runner: str, suite_tolerances: bool = False, case=None) -> dict:
+    """Run one case (`case`, else the loaded case called `name`); outputs compared with rtol 1e-3 /
+    atol 1e-5 (the issue's harness), or with the case's own rtol/atol when `suite_tolerances` (what
+    onnx's backend test runner uses). The other comparison is recorded too (`alt_status`, `alt_reason`)."""
+    case = case if case is not None else _CASES[name]
     suite_tol = {"rtol": case.rtol, "atol": case.atol}
     tols = ({}, suite_tol) if not suite_tolerances else (suite_tol, {})
     t0 = time.time()
@@ -179,10 +181,12 @@ def _worker(conn):
 
 
 class Pool:
-    """Fork-based workers that each run one task at a time; a stuck worker is killed and replaced."""
+    """Spawned workers that each run one task at a time; a stuck worker is killed and replaced.
+    A task is `run_one`'s arguments; give it the case object (4th item) because a spawned worker
+    has not loaded the suite."""
 
     def __init__(self, n: int, timeout: float):
-        self.ctx = mp.get_context("fork")
+        self.ctx = mp.get_context("spawn")
         self.timeout = timeout
         self.slots = [self._spawn() for _ in range(n)]
 
@@ -338,7 +342,7 @@ def main(argv=None):
 
     pool = Pool(args.workers, args.timeout)
     try:
-        pool.map([(c.name, r, args.suite_tolerances) for c in cases for r in runners], on_result)
+        pool.map([(c.name, r, args.suite_tolerances, c) for c in cases for r in runners], on_result)
     finally:
         pool.close()
     elapsed = time.time() - t0

@@ -8,15 +8,16 @@ equality for non-float data).
 Cases listed in tests/onnx_node_expected_failures.txt are STRICT xfails: a listed case that starts
 passing fails the run until its line is removed, and an unlisted case that fails is a regression.
 
-The cases run in forked worker processes (benchmarks/onnx_conformance.py's pool) with a per-case
+The cases run in spawned worker processes (benchmarks/onnx_conformance.py's pool) with a per-case
 timeout, so a segfault or a hang in one case is recorded as that case's failure and pytest goes on.
 All selected cases run once, in the first test that needs a result; every test then reports its
 own case.
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
+import sys
 import warnings
 
 import pytest
@@ -28,14 +29,15 @@ HARNESS = os.path.join(os.path.dirname(HERE), "benchmarks", "onnx_conformance.py
 CASE_TIMEOUT = 60.0
 WORKERS = 2
 
-pytestmark = pytest.mark.slow
+# the first test runs the whole suite (in the module fixture): a larger budget than the default
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("onnx_conformance", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # imported by name from its directory, so the spawned workers can import it too
+    if os.path.dirname(HARNESS) not in sys.path:
+        sys.path.insert(0, os.path.dirname(HARNESS))
+    return importlib.import_module("onnx_conformance")
 
 
 def read_expected_failures(path: str = EXPECTED_FAILURES) -> dict[str, str]:
@@ -71,18 +73,17 @@ def _params():
 
 @pytest.fixture(scope="module")
 def suite_results(request):
-    """Run every selected case once in forked workers; name -> result dict."""
+    """Run every selected case once in spawned workers; name -> result dict."""
     selected = [item.callspec.params["case"] for item in request.session.items
                 if getattr(item, "callspec", None) and item.module is request.module]
     harness = _harness()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = {c.name: c for c in harness.load_cases() if c.name in set(selected)}
-    harness._CASES.update(cases)
     results: dict[str, dict] = {}
     pool = harness.Pool(WORKERS, CASE_TIMEOUT)
     try:
-        pool.map([(name, "forge", True) for name in selected],
+        pool.map([(name, "forge", True, cases[name]) for name in selected],
                  lambda task, res: results.__setitem__(task[0], res))
     finally:
         pool.close()
