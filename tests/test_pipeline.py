@@ -271,3 +271,22 @@ def test_second_output_of_a_multi_output_op_moves_it_to_the_cpu():
     rows = {r.op: r for r in part.placements}
     assert rows["relax.nn.batch_norm"].where == "cpu" and "output 1" in rows["relax.nn.batch_norm"].reason
     assert [s.kind for s in part.segments] == ["cpu", "device"]     # relu stays on the device
+
+
+def test_cumsum_of_a_mask_counts_in_int64_and_chunk_stays_on_the_device():
+    """torch sums bool/integer tensors in int64 (TVM's importer kept bool, which does not build);
+    torch.chunk becomes device slices instead of a CPU split."""
+    class MaskedChunks(nn.Module):
+        def forward(self, x):
+            a, b = x.chunk(2, dim=-1)
+            positions = (x > 0).cumsum(-1)          # int64 0..8 on a data-dependent mask
+            return a * b, positions
+
+    x = torch.randn(3, 8)
+    model = MaskedChunks()
+    cm = forge_fe.compile(model, [x])
+    product, positions = cm(x)
+    assert positions.dtype == torch.int64 and torch.equal(positions, (x > 0).cumsum(-1))
+    forge_fe.verify([x], model, cm)
+    placement = {r["op"]: r["where"] for r in cm.report.placement}
+    assert "relax.split" not in placement and placement["relax.strided_slice"] == "device"

@@ -60,6 +60,15 @@ def _import_with_sources(ep):
     class SourceTrackingImporter(ExportedProgramImporter):
         sources: dict = {}
 
+        def _cumsum(self, node):
+            # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
+            val = node.meta.get("val")
+            if val is None or "out" in node.kwargs:
+                return super()._cumsum(node)
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            dtype = str(val.dtype).replace("torch.", "")
+            return self.block_builder.emit(relax.op.cumsum(self.env[node.args[0]], dim, dtype))
+
         def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
             out = super()._translate_fx_graph(graph_module, nodes, inputs_vars, custom_ops)
             for node, var in self.env.items():

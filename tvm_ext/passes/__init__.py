@@ -10,12 +10,15 @@ from tvm import relax
 
 from tvm_ext.passes.fold_constant_ops import FoldConstantOps, FoldRemainingConstants
 from tvm_ext.passes.fold_static_creation import FoldShapeOf, FoldStaticCreation
+from tvm_ext.passes.split_to_slices import SplitToSlices
 
 RELAX_PIPELINE = [
     # Put every binding in normal form (explicit types, one call per binding).
     ("normalize", relax.transform.Normalize),
     # Remove trivial aliases and tuple round-trips the importers leave behind.
     ("canonicalize_bindings", relax.transform.CanonicalizeBindings),
+    # split with a static shape -> one strided_slice per piece (the device has no split).
+    ("split_to_slices", SplitToSlices),
     # shape_of(x) with a static x -> its shape (ONNX shape arithmetic becomes static).
     ("fold_shape_of", FoldShapeOf),
     # arange/full/zeros_like with static shapes -> constants (masks, position ids).

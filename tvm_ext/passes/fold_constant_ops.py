@@ -37,9 +37,20 @@ def _static_shape(arg, lookup):
     return None
 
 
+def _tensor_args(call) -> list:
+    """The call's tensor arguments, the fields of a tuple argument included (index_tensor's indices)."""
+    out = []
+    for a in call.args:
+        if isinstance(a.ty, relax.TensorType):
+            out.append(a)
+        elif isinstance(a, relax.Tuple):
+            out.extend(f for f in a.fields if isinstance(f.ty, relax.TensorType))
+    return out
+
+
 def _const_args(call, lookup) -> bool:
     """Every tensor argument is a constant and every shape argument static (and there is one)."""
-    tensors = [a for a in call.args if isinstance(a.ty, relax.TensorType)]
+    tensors = _tensor_args(call)
     shapes = [a for a in call.args if isinstance(a.ty, relax.ShapeType)]
     if not tensors and not shapes:
         return False
@@ -47,9 +58,22 @@ def _const_args(call, lookup) -> bool:
         all(_static_shape(a, lookup) is not None for a in shapes)
 
 
+def _cumsum(args, call):
+    a = call.attrs
+    x = args[0].astype(str(call.ty.dtype))
+    axis = None if a.axis is None else int(a.axis)
+    out = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if a.exclusive:
+        out = out - x if axis is not None else out - x.reshape(-1)
+    return out
+
+
 # Ops with no Forge op that exporters still apply to constants (position ids, masks).
+# fn(tensor argument values, call); a tuple argument (index_tensor's indices) arrives as a list.
 HOST_EVAL = {
     "relax.gather_elements": lambda args, call: np.take_along_axis(args[0], args[1], axis=int(call.attrs.axis)),
+    "relax.cumsum": _cumsum,
+    "relax.index_tensor": lambda args, call: args[0][tuple(args[1])],
 }
 # ... and ops on static shapes: fn(call, lookup).
 SHAPE_EVAL = {
@@ -71,8 +95,12 @@ def fold_value(call, lookup) -> np.ndarray | None:
         return SHAPE_EVAL[call.op.name](call, lookup).astype(str(call.ty.dtype))
     host = HOST_EVAL.get(call.op.name)
     if host is not None:
-        consts = [_resolve(a, lookup) for a in call.args if isinstance(a.ty, relax.TensorType)]
-        return np.asarray(host([c.value.numpy() for c in consts], call)).astype(str(call.ty.dtype))
+        def value(a):
+            if isinstance(a, relax.Tuple):
+                return [value(f) for f in a.fields]
+            return _resolve(a, lookup).value.numpy()
+        args = [value(a) for a in call.args if isinstance(a.ty, relax.TensorType) or isinstance(a, relax.Tuple)]
+        return np.asarray(host(args, call)).astype(str(call.ty.dtype))
     op = RELAX_TO_OP.get(call.op.name)
     if op is None:
         return None

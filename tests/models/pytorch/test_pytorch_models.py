@@ -8,10 +8,6 @@ import pytest
 from forge_fe import matrix, zoo
 from forge_fe.matrix import MatrixCase
 
-CUMSUM = ("binary", "the CPU segment with relax.cumsum + index_tensor (int64 causal mask / position ids) "
-                    "does not build with tvm.compile: Check failed MatchesCode(kDLFloat)")
-
-
 def sized(tiny, full):
     return lambda size: tiny() if size == "push" else full()
 
@@ -25,10 +21,9 @@ CASES = [
     MatrixCase("convnext", "pytorch", "CNN (transformers ConvNeXt)", sized(zoo.convnext_tiny, zoo.convnext)),
     MatrixCase("bert", "pytorch", "encoder (transformers BERT)", sized(zoo.bert_tiny, zoo.bert_base),
                formats=("Float16_b", "Bfp8_b weights")),
-    MatrixCase("gpt2", "pytorch", "decoder-only (transformers GPT-2)", sized(zoo.gpt2_tiny, zoo.gpt2),
-               xfail={"push": CUMSUM, "nightly": CUMSUM}),
+    MatrixCase("gpt2", "pytorch", "decoder-only (transformers GPT-2)", sized(zoo.gpt2_tiny, zoo.gpt2)),
     MatrixCase("llama", "pytorch", "decoder-only (transformers Llama: RMSNorm, RoPE, GQA)",
-               sized(zoo.llama_tiny, zoo.llama), xfail={"push": CUMSUM, "nightly": CUMSUM}),
+               sized(zoo.llama_tiny, zoo.llama)),
     MatrixCase("t5", "pytorch", "encoder-decoder (transformers T5)", sized(zoo.t5_tiny, zoo.t5)),
     MatrixCase("vit", "pytorch", "vision transformer (transformers ViT)", sized(zoo.vit_tiny, zoo.vit),
                formats=("Float16_b", "Bfp8_b weights")),

@@ -1,0 +1,64 @@
+"""SplitToSlices: `relax.split` with a static input shape becomes one `strided_slice` per piece.
+
+The device has slices but no tuple-returning split; torch's `chunk`/`split` (GPT-2's
+fused QKV projection) and ONNX Split would otherwise put a CPU segment in every layer.
+The split's tuple becomes a tuple of slices, and CanonicalizeBindings forwards each
+`TupleGetItem` to its slice.
+"""
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+
+def split_bounds(dim: int, indices_or_sections) -> list[tuple[int, int]] | None:
+    """[(begin, end)] of each piece along the split axis, as relax.split defines them."""
+    if isinstance(indices_or_sections, tvm.ir.prim.expr.IntImm):
+        n = int(indices_or_sections)
+        if n <= 0 or dim % n:
+            return None
+        step = dim // n
+        return [(i * step, (i + 1) * step) for i in range(n)]
+    cuts = [min(max(int(i), 0), dim) for i in indices_or_sections]
+    edges = [0] + cuts + [dim]
+    return [(b, max(b, e)) for b, e in zip(edges[:-1], edges[1:])]
+
+
+@mutator
+class _SplitRewriter(PyExprMutator):
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.mod = mod
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.split"):
+            return call
+        x = call.args[0]
+        ty = x.ty
+        if not isinstance(ty, relax.TensorType) or ty.shape is None:
+            return call
+        try:
+            shape = [int(d) for d in ty.shape.values]
+        except TypeError:
+            return call  # symbolic dims: leave it to the CPU
+        axis = int(call.attrs.axis) % len(shape)
+        bounds = split_bounds(shape[axis], call.attrs.indices_or_sections)
+        if bounds is None:
+            return call
+        pieces = [self.builder_.emit(relax.op.strided_slice(x, [axis], [b], [e], assume_inbound=True))
+                  for b, e in bounds]
+        return relax.Tuple(pieces)
+
+    def run(self):
+        for gv, func in self.mod.functions.items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gv, self.visit_expr(func))
+        return self.builder_.get()
+
+
+@tvm.transform.module_pass(opt_level=0, name="SplitToSlices")
+class SplitToSlices:
+    def transform_module(self, mod, ctx):
+        return _SplitRewriter(mod).run()
