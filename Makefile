@@ -4,8 +4,12 @@
 PY ?= python3
 STAMP := .deps-installed
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	$(PY) -m pip install --quiet -e ".[all,test]"
+	# keras-hub (matrix backbones built from configs) without its dependencies: its tensorflow-text
+	# requirement installs the full `tensorflow` package beside tensorflow-cpu, and backbones built
+	# from a config need neither that nor kagglehub; what they import comes with [all].
+	$(PY) -m pip install --quiet --no-deps keras-hub==0.32.0
 	touch $(STAMP)
 
 deps: $(STAMP)

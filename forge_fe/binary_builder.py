@@ -132,6 +132,8 @@ def build_binary(ctx) -> bm.Binary:
                 outputs.append(names(o))
 
     meta = {"tree": imp.output_structure, "dtypes": imp.output_dtypes, "torch_io": imp.torch_io}
+    if imp.input_structure is not None:
+        meta["inputs_tree"] = imp.input_structure
     if training:
         if ctx.optimizer is not None:
             training["optimizer_config"] = ctx.optimizer.config()

@@ -377,6 +377,8 @@ def cmd_run(args):
     else:
         raise _usage_error(f"'{args.inputs}' holds {files}; the binary takes {len(names)} inputs {names}",
                            "name the arrays after the inputs, or save exactly one array per input in order")
+    if cm.inputs_tree is not None:        # the binary's inputs are the leaves of structured inputs
+        inputs = structure.unflatten(cm.inputs_tree, inputs)
     outs = cm(*inputs)
     leaves = [np.asarray(x) for x in structure.flatten(outs)[0]]
     for i, o in enumerate(leaves):

@@ -31,6 +31,9 @@ class CompiledModel:
         self._executor = None
         meta = structure.loads(binary.output_structure) if binary else {}
         self._tree = meta.get("tree")
+        #: tree of structured inputs (a dict for a keras-hub model), None when inputs are positional tensors;
+        #: binary.inputs lists the leaves in this tree's order
+        self.inputs_tree = meta.get("inputs_tree")
         self._out_dtypes = meta.get("dtypes", [])
         self.torch_io = meta.get("torch_io", False)
         self._trainer = None            # training binaries: forge_fe.training.Trainer
@@ -53,6 +56,12 @@ class CompiledModel:
 
     def _check_inputs(self, inputs) -> list[torch.Tensor]:
         descs = self.binary.inputs
+        if self.inputs_tree is not None:
+            try:
+                inputs = structure.flatten_like(self.inputs_tree, inputs)
+            except ValueError as exc:
+                raise InputError(f"model '{self.binary.model_name}': {exc}",
+                                 "pass inputs with the structure of the sample inputs") from None
         if len(inputs) != len(descs):
             raise InputError(f"model '{self.binary.model_name}' takes {len(descs)} inputs "
                              f"({', '.join(d.name for d in descs)}), got {len(inputs)}",

@@ -251,6 +251,19 @@ def test_unused_inputs_and_weights_keep_the_call_signature():
     verify(model, [x, x], cm)
 
 
+def test_pytree_inputs_are_named_after_their_keys():
+    """A callable of a dict batch (and a scalar): inputs named by key, the call takes the same pytree."""
+    def model(batch, scale):
+        return {"y": jnp.tanh(batch["x"] @ batch["w"]) * scale, "total": batch["x"].sum()}
+    rng = np.random.default_rng(8)
+    batch = {"x": rng.standard_normal((4, 8)).astype(np.float32), "w": rng.standard_normal((8, 3)).astype(np.float32)}
+    cm = forge_fe.compile(model, [batch, np.float32(2.0)])
+    assert [d.name for d in cm.binary.inputs] == ["x", "w", "input_1"]
+    verify(model, [batch, np.float32(2.0)], cm)
+    out = cm({"w": batch["w"], "x": batch["x"]}, np.float32(0.5))
+    np.testing.assert_allclose(out["y"], np.asarray(model(batch, 0.5)["y"]), rtol=RTOL, atol=ATOL)
+
+
 def test_integer_token_inputs_embedding_model():
     rng = np.random.default_rng(5)
     module = nn.Sequential([nn.Embed(100, 16), nn.Dense(8)])

@@ -212,6 +212,34 @@ def test_keras_functional_two_inputs_two_outputs():
     assert isinstance(out, list) and [o.shape for o in out] == [(2, 2), (2, 1)]
 
 
+def test_keras_model_called_with_a_dict_of_named_inputs(tmp_path):
+    """keras-hub backbones take a dict: the compiled model takes the same dict (keys in any order),
+    names its inputs after the keys, keeps that structure in the binary and names a missing key."""
+    keras.utils.set_random_seed(11)
+    ids = keras.Input((6,), batch_size=2, dtype="int32", name="token_ids")
+    mask = keras.Input((6,), batch_size=2, dtype="int32", name="padding_mask")
+    h = keras.layers.Embedding(20, 4)(ids) * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+    model = keras.Model({"token_ids": ids, "padding_mask": mask}, keras.layers.Dense(3)(h))
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(0, 20, (2, 6)).astype("int32"),
+         "padding_mask": np.array([[1] * 6, [1] * 4 + [0] * 2], "int32")}
+    cm, checks = compile_and_verify(model, x)
+    assert [d.name for d in cm.binary.inputs] == ["token_ids", "padding_mask"]
+    reordered = {"padding_mask": x["padding_mask"], "token_ids": x["token_ids"]}
+    np.testing.assert_allclose(cm(reordered), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="padding_mask"):
+        cm({"token_ids": x["token_ids"]})
+    cm.save(str(tmp_path / "m.ttb"))
+    loaded = forge_fe.load(str(tmp_path / "m.ttb"))
+    np.testing.assert_array_equal(loaded(x), cm(x))
+    # forge-fe run: an .npz with one array per key
+    from forge_fe import cli
+    np.savez(tmp_path / "x.npz", **x)
+    assert cli.main(["--quiet", "run", str(tmp_path / "m.ttb"), "--inputs", str(tmp_path / "x.npz"),
+                     "--output", str(tmp_path / "y.npz")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["output0"], cm(x))
+
+
 class TwoHeads(keras.Model):
     """A subclassed model returning a dict whose key order is not sorted."""
 

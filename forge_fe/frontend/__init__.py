@@ -25,6 +25,7 @@ class ImportedModel:
     input_specs: list[tuple[str, tuple, str]]   # (name, shape, dtype) of user inputs, in call order
     golden: Callable                            # inputs -> framework outputs (nested)
     output_structure: dict = field(default_factory=dict)
+    input_structure: dict | None = None         # tree of structured inputs (structure.flatten_inputs)
     output_dtypes: list[str] = field(default_factory=list)
     torch_io: bool = False                      # torch in -> torch out
     forge_module: object = None                 # set when the model already is a ForgeModule

@@ -20,16 +20,15 @@ from forge_fe.errors import FrontendError
 from forge_fe.frontend import ImportedModel
 
 
-def _as_inputs(sample_inputs) -> list:
+def _as_inputs(sample_inputs) -> tuple[list, dict | None]:
+    """The inputs' leaves as jax arrays, and their tree when an argument is a dict/list pytree (else None)."""
     import jax
     import jax.numpy as jnp
-    if hasattr(sample_inputs, "shape") and hasattr(sample_inputs, "dtype"):
+    if hasattr(sample_inputs, "shape") and hasattr(sample_inputs, "dtype") or isinstance(sample_inputs, dict):
         sample_inputs = [sample_inputs]
-    if isinstance(sample_inputs, dict):
-        raise FrontendError("JAX sample inputs must be positional (a list or tuple of arrays)",
-                            "wrap the callable: forge_fe.compile(lambda x, y: f(x=x, y=y), [x, y])")
+    leaves, tree = structure.flatten_inputs(list(sample_inputs))
     out = []
-    for i, x in enumerate(sample_inputs):
+    for i, x in enumerate(leaves):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         if not hasattr(x, "shape"):
@@ -39,7 +38,7 @@ def _as_inputs(sample_inputs) -> list:
                 raise FrontendError(f"sample input {i} is a {type(x).__name__}, expected an array") from None
         # jax runs in 32-bit mode by default: float64/int64 inputs become float32/int32 there too.
         out.append(jnp.asarray(x, dtype=jax.dtypes.canonicalize_dtype(x.dtype)))
-    return out
+    return out, tree
 
 
 def _path_name(path) -> str:
@@ -122,13 +121,13 @@ def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
 
     from tvm_ext.frontend.stablehlo import import_stablehlo
 
-    xs = _as_inputs(sample_inputs)
+    xs, tree = _as_inputs(sample_inputs)
     # One trace gives the jaxpr and the output structure (in the order the callable builds it:
     # jax's own pytree flattening would sort dict keys).
     traced = {}
 
     def flat_fn(*args):
-        out = model(*args)
+        out = model(*(structure.unflatten(tree, list(args)) if tree is not None else args))
         try:
             traced["leaves"], traced["spec"] = structure.flatten(out)
         except TypeError as exc:
@@ -184,7 +183,8 @@ def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
         weight_args[i] = (relax_name, np.asarray(c))
         weight_names[relax_name] = fw
 
-    names = _input_names(model, len(xs))
+    names = ([_relax_ident(n) for n in structure.leaf_names(tree)] if tree is not None
+             else _input_names(model, len(xs)))
     mod, params, sources = import_stablehlo(exported.mlir_module(), weight_args, names)
     main_params = mod["main"].params
     n_inputs = int(mod["main"].attrs["num_input"])
@@ -198,7 +198,8 @@ def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
     name = module_name or _model_name(model)
     return ImportedModel(framework="jax", name=name, mod=mod, params=params, weight_names=weight_names,
                          input_specs=input_specs, golden=golden, output_structure=spec,
-                         output_dtypes=[str(np.dtype(l.dtype)) for l in leaves], torch_io=False, sources=sources)
+                         output_dtypes=[str(np.dtype(l.dtype)) for l in leaves], torch_io=False, sources=sources,
+                         input_structure=tree)
 
 
 def _model_name(model) -> str:
@@ -212,7 +213,8 @@ def _model_name(model) -> str:
 
 def golden_outputs(model, inputs):
     """The callable's own outputs on `inputs` (for forge_fe.verify)."""
-    return model(*_as_inputs(inputs))
+    xs, tree = _as_inputs(inputs)
+    return model(*(structure.unflatten(tree, xs) if tree is not None else xs))
 
 
 def _golden(model, *args):

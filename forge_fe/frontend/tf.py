@@ -125,21 +125,31 @@ def _arg_names(fn) -> list[str]:
 
 # ---- inputs and the framework's outputs ------------------------------------------------------
 
-def _as_arrays(sample_inputs) -> list[np.ndarray]:
-    if isinstance(sample_inputs, dict):
-        raise FrontendError("TensorFlow sample inputs are positional", "pass a list of arrays in call order")
+def _as_arrays(sample_inputs) -> tuple[list[np.ndarray], dict | None]:
+    """The inputs' leaves as numpy arrays, and their tree when an input is a dict/list (else None)."""
+    if isinstance(sample_inputs, dict):          # a keras model called with a dict of named inputs
+        sample_inputs = [sample_inputs]
+    leaves, tree = structure.flatten_inputs(list(sample_inputs))
+    names = structure.leaf_names(tree) if tree is not None else [f"input {i}" for i in range(len(leaves))]
     out = []
-    for i, x in enumerate(sample_inputs):
+    for name, x in zip(names, leaves):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         elif hasattr(x, "numpy") and not isinstance(x, np.ndarray):
             x = x.numpy()
         if not isinstance(x, (np.ndarray, np.generic)):
-            raise FrontendError(f"sample input {i} is a {type(x).__name__}, expected a numpy array or tf.Tensor")
+            raise FrontendError(f"sample input '{name}' is a {type(x).__name__}, expected a numpy array or tf.Tensor")
         out.append(np.asarray(x))
     if not out:
         raise FrontendError("no sample inputs were given", "pass one array per model input, e.g. [x]")
-    return out
+    return out, tree
+
+
+def _flat_entry(fn, tree):
+    """`fn` taking the inputs' leaves positionally (both import roads trace a flat signature)."""
+    if tree is None:
+        return fn
+    return lambda *leaves: fn(*structure.unflatten(tree, list(leaves)))
 
 
 def _to_numpy(out):
@@ -204,7 +214,8 @@ def _stablehlo_road(fn, arrays, names, output_order, keras_paths, layer_names):
 def golden_outputs(model, inputs):
     """The framework's own outputs (numpy, in its structure), for forge_fe.verify."""
     resolved = _resolve(model)      # holds the owner too: a loaded SavedModel's functions die with it
-    return _run(resolved[0], _as_arrays(inputs))
+    arrays, tree = _as_arrays(inputs)
+    return _run(_flat_entry(resolved[0], tree), arrays)
 
 
 # ---- entry ------------------------------------------------------------------------------------
@@ -212,15 +223,17 @@ def golden_outputs(model, inputs):
 def import_tf(model, sample_inputs, module_name=None, road=None) -> ImportedModel:
     """Import a TF model. `road`: 'tflite', 'stablehlo', or 'auto' (default; also settable with the
     FORGE_FE_TF_ROAD environment variable): TFLite, and StableHLO when TFLite can't take the model."""
-    arrays = _as_arrays(sample_inputs)
+    arrays, tree = _as_arrays(sample_inputs)
     fn, trackable, name, arg_names = _resolve(model)
+    fn = _flat_entry(fn, tree)
     try:
         golden_out = _run(fn, arrays)
     except Exception as exc:
         raise FrontendError(f"the model failed on its sample inputs "
                             f"{[(list(a.shape), str(a.dtype)) for a in arrays]}: {str(exc).strip().splitlines()[-1]}",
                             "check the sample inputs' count, shapes and dtypes against the model's call") from exc
-    names = [_input_name(arg_names, i) for i in range(len(arrays))]
+    names = ([re.sub(r"\W", "_", n) for n in structure.leaf_names(tree)] if tree is not None
+             else [_input_name(arg_names, i) for i in range(len(arrays))])
     leaves, spec = structure.flatten(golden_out)
     tf_leaves = _tf_flatten(golden_out)
     output_order = [next(k for k, t in enumerate(tf_leaves) if t is leaf) for leaf in leaves]
@@ -250,9 +263,9 @@ def import_tf(model, sample_inputs, module_name=None, road=None) -> ImportedMode
     input_specs = [(n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays)]
 
     def golden(*xs, _owner=trackable):      # keeps a loaded SavedModel (and its variables) alive
-        return _run(fn, _as_arrays(xs))
+        return _run(fn, _as_arrays(xs)[0])
 
     return ImportedModel(framework="tensorflow", name=module_name or name, mod=mod, params=params,
                          weight_names=weight_names, input_specs=input_specs, golden=golden,
                          output_structure=spec, output_dtypes=[str(x.dtype) for x in leaves], torch_io=False,
-                         sources=sources)
+                         sources=sources, input_structure=tree)

@@ -1,10 +1,12 @@
-"""TensorFlow/Keras architectures of the model matrix: keras.applications with weights=None and
-Keras models written from layers, compiled from keras.Model objects and from a SavedModel
-directory exported in the test; compared with Keras' / TensorFlow's own outputs.
+"""TensorFlow/Keras architectures of the model matrix: keras.applications with weights=None,
+keras-hub backbones built from their configs (random weights, called with a dict of named
+inputs) and Keras models written from layers, compiled from keras.Model objects and from a
+SavedModel directory exported in the test; compared with Keras' / TensorFlow's own outputs.
 
-keras-hub is not installed here (it would pull a second TensorFlow build), so the transformer
-and recurrent models are written from keras.layers. ResNet-50, EfficientNet-B0 and DenseNet-121
-are nightly only: at any input size their import (TFLite conversion) takes 20-40 s here.
+keras-hub is installed without its dependencies (the Makefile does it): its tensorflow-text
+requirement would install the full `tensorflow` package beside tensorflow-cpu, and backbones
+built from a config use neither tensorflow-text nor kagglehub. ResNet-50, EfficientNet-B0 and
+DenseNet-121 are nightly only: at any input size their import (TFLite conversion) takes 20-40 s here.
 """
 import os
 
@@ -70,6 +72,51 @@ def lstm_classifier(size):
     return model, [np.random.default_rng(0).integers(0, vocab, (1, seq)).astype("int32")]
 
 
+def _keras_hub():
+    return pytest.importorskip("keras_hub", reason="keras-hub: `pip install --no-deps keras-hub==0.32.0` (the Makefile does)")
+
+
+def _token_inputs(seq, vocab, *names):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, vocab, (1, seq)).astype("int32")
+    fill = {"token_ids": ids, "segment_ids": np.zeros((1, seq), "int32"),
+            "padding_mask": np.concatenate([np.ones((1, seq - 3), "int32"), np.zeros((1, 3), "int32")], 1)}
+    return [{n: fill[n] for n in names}]
+
+
+def hub_bert(size):
+    """keras_hub.models.BertBackbone from a config; push: 2 layers, d=64; nightly: BERT-base."""
+    kh = _keras_hub()
+    import keras
+    keras.utils.set_random_seed(0)
+    seq, vocab, d, heads, ff, n = (32, 500, 64, 4, 128, 2) if size == "push" else (128, 30522, 768, 12, 3072, 12)
+    model = kh.models.BertBackbone(vocabulary_size=vocab, num_layers=n, num_heads=heads, hidden_dim=d,
+                                   intermediate_dim=ff, max_sequence_length=seq)
+    return model, _token_inputs(seq, vocab, "token_ids", "segment_ids", "padding_mask")
+
+
+def hub_gpt2(size):
+    """keras_hub.models.GPT2Backbone from a config; push: 2 layers, d=64; nightly: GPT-2 124M."""
+    kh = _keras_hub()
+    import keras
+    keras.utils.set_random_seed(0)
+    seq, vocab, d, heads, ff, n = (32, 500, 64, 4, 256, 2) if size == "push" else (128, 50257, 768, 12, 3072, 12)
+    model = kh.models.GPT2Backbone(vocabulary_size=vocab, num_layers=n, num_heads=heads, hidden_dim=d,
+                                   intermediate_dim=ff, max_sequence_length=seq)
+    return model, _token_inputs(seq, vocab, "token_ids", "padding_mask")
+
+
+def hub_vit(size):
+    """keras_hub.models.ViTBackbone from a config; push: 32x32 image, 2 layers; nightly: ViT-B/16."""
+    kh = _keras_hub()
+    import keras
+    keras.utils.set_random_seed(0)
+    image, patch, d, heads, ff, n = (32, 8, 64, 4, 128, 2) if size == "push" else (224, 16, 768, 12, 3072, 12)
+    model = kh.models.ViTBackbone(image_shape=(image, image, 3), patch_size=patch, num_layers=n, num_heads=heads,
+                                  hidden_dim=d, mlp_dim=ff)
+    return model, _image(image)
+
+
 CASES = [
     MatrixCase("mobilenet_v2", "tensorflow", "CNN (keras.applications)",
                application("MobileNetV2", dict(alpha=0.35, classes=10))),
@@ -82,6 +129,9 @@ CASES = [
     MatrixCase("transformer_encoder", "tensorflow", "encoder (keras.layers, from a SavedModel)",
                transformer_encoder_saved_model),
     MatrixCase("lstm", "tensorflow", "recurrent (keras LSTM x2)", lstm_classifier),
+    MatrixCase("hub_bert", "tensorflow", "encoder (keras-hub BertBackbone, dict inputs)", hub_bert),
+    MatrixCase("hub_gpt2", "tensorflow", "decoder-only (keras-hub GPT2Backbone, dict inputs)", hub_gpt2),
+    MatrixCase("hub_vit", "tensorflow", "vision transformer (keras-hub ViTBackbone)", hub_vit),
 ]
 NIGHTLY_ONLY = [
     MatrixCase("resnet50", "tensorflow", "CNN (keras.applications)", application("ResNet50", dict(classes=10))),
