@@ -6,6 +6,8 @@ name them after the torch parameters; the graph signature maps Relax's
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -115,7 +117,10 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
                                 "control flow); see torch.export's error above") from exc
     _check_known_import_gaps(ep)
     try:
-        mod, sources = _import_with_sources(ep)
+        with warnings.catch_warnings():
+            # torch's own pytree deprecation, raised inside run_decompositions: not the user's to act on
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            mod, sources = _import_with_sources(ep)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise FrontendError(f"TVM's PyTorch importer failed: {msg}",

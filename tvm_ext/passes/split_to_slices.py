@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from tvm_ext.passes.rewrite import constant_folding_pass
 
 
 def split_bounds(dim: int, indices_or_sections) -> list[tuple[int, int]] | None:
@@ -25,40 +26,24 @@ def split_bounds(dim: int, indices_or_sections) -> list[tuple[int, int]] | None:
     return [(b, max(b, e)) for b, e in zip(edges[:-1], edges[1:])]
 
 
-@mutator
-class _SplitRewriter(PyExprMutator):
-    def __init__(self, mod):
-        super().__init__(mod)
-        self.mod = mod
-
-    def visit_call_(self, call):
-        call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.split"):
-            return call
-        x = call.args[0]
-        ty = x.ty
-        if not isinstance(ty, relax.TensorType) or ty.shape is None:
-            return call
-        try:
-            shape = [int(d) for d in ty.shape.values]
-        except TypeError:
-            return call  # symbolic dims: leave it to the CPU
-        axis = int(call.attrs.axis) % len(shape)
-        bounds = split_bounds(shape[axis], call.attrs.indices_or_sections)
-        if bounds is None:
-            return call
-        pieces = [self.builder_.emit(relax.op.strided_slice(x, [axis], [b], [e], assume_inbound=True))
-                  for b, e in bounds]
-        return relax.Tuple(pieces)
-
-    def run(self):
-        for gv, func in self.mod.functions.items():
-            if isinstance(func, relax.Function):
-                self.builder_.update_func(gv, self.visit_expr(func))
-        return self.builder_.get()
+def slices_of_split(call, lookup):
+    """The tuple of slices a static `relax.split` call is, or None to keep it."""
+    if call.op.name != "relax.split":
+        return None
+    x = call.args[0]
+    ty = x.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        shape = [int(d) for d in ty.shape.values]
+    except TypeError:
+        return None  # symbolic dims: leave it to the CPU
+    axis = int(call.attrs.axis) % len(shape)
+    bounds = split_bounds(shape[axis], call.attrs.indices_or_sections)
+    if bounds is None:
+        return None
+    # The builder normalizes the nested calls into one binding per slice.
+    return relax.Tuple([relax.op.strided_slice(x, [axis], [b], [e], assume_inbound=True) for b, e in bounds])
 
 
-@tvm.transform.module_pass(opt_level=0, name="SplitToSlices")
-class SplitToSlices:
-    def transform_module(self, mod, ctx):
-        return _SplitRewriter(mod).run()
+SplitToSlices = constant_folding_pass("SplitToSlices", slices_of_split)
