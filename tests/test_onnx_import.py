@@ -331,6 +331,92 @@ def test_cnn_dynamo_exporter(cnn):
 
 
 # --------------------------------------------------------------------------
+# recurrent ops (tvm_ext/frontend/onnx_rnn_converters.py): torch exports through forge_fe
+# --------------------------------------------------------------------------
+
+
+class _Recurrent(torch.nn.Module):
+    """The recurrent layer's output sequence and final state(s), as separate outputs."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        y, state = self.rnn(x)
+        return (y, *state) if isinstance(state, tuple) else (y, state)
+
+
+@pytest.mark.parametrize(
+    "name, make, shape",
+    [
+        ("lstm", lambda: torch.nn.LSTM(6, 8, num_layers=2, batch_first=True), (2, 5, 6)),
+        ("gru", lambda: torch.nn.GRU(6, 8, bidirectional=True), (5, 2, 6)),
+        ("rnn", lambda: torch.nn.RNN(6, 8, nonlinearity="tanh"), (5, 2, 6)),
+    ],
+)
+def test_torch_recurrent_layer_compiles(name, make, shape, tmp_path):
+    import forge_fe
+
+    torch.manual_seed(0)
+    module = _Recurrent(make()).eval()
+    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    path = _export(module, (torch.from_numpy(x),), tmp_path / f"{name}.onnx",
+                   input_names=["x"], opset_version=17, dynamo=False)
+    assert name.upper() in {n.op_type for n in onnx.load(path).graph.node}
+    cm = forge_fe.compile(path, [x])
+    forge_fe.verify([x], path, cm, pcc_min=0.999)
+
+
+def _recurrent_node_model(op, direction="forward", lens=None, lens_input=False, **attrs):
+    """One LSTM/GRU/RNN node (seq 4, batch 3, input 2, hidden 5) with bias, initial state and
+    sequence_lens (an initializer, or a graph input with ``lens_input``)."""
+    rng = np.random.default_rng(0)
+    dirs, gates, hidden = (2 if direction == "bidirectional" else 1), {"LSTM": 4, "GRU": 3, "RNN": 1}[op], 5
+    feeds = {"X": rng.standard_normal((4, 3, 2)).astype("float32"),
+             "h0": rng.standard_normal((dirs, 3, hidden)).astype("float32")}
+    inits = [const("W", rng.standard_normal((dirs, gates * hidden, 2)).astype("float32")),
+             const("R", rng.standard_normal((dirs, gates * hidden, hidden)).astype("float32")),
+             const("B", rng.standard_normal((dirs, 2 * gates * hidden)).astype("float32"))]
+    inputs = [vi("X", [4, 3, 2]), vi("h0", [dirs, 3, hidden])]
+    if lens_input:
+        feeds["L"] = np.array(lens, "int32")
+        inputs.append(vi("L", [3], TP.INT32))
+    elif lens is not None:
+        inits.append(const("L", np.array(lens, "int32")))
+    outputs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    node = oh.make_node(op, ["X", "W", "R", "B", "L" if lens is not None else "", "h0"], outputs,
+                        name=f"my_{op.lower()}", hidden_size=hidden, direction=direction, **attrs)
+    shapes = {"Y": [4, dirs, 3, hidden], "Y_h": [dirs, 3, hidden], "Y_c": [dirs, 3, hidden]}
+    model = make_model([node], inputs, [vi(o, shapes[o]) for o in outputs], inits)
+    return model, feeds
+
+
+@pytest.mark.parametrize(
+    "op, direction, lens_input, attrs",
+    [
+        ("LSTM", "bidirectional", False, {}),
+        ("GRU", "reverse", True, {"linear_before_reset": 1}),
+        ("RNN", "bidirectional", True, {"activations": ["Relu", "HardSigmoid"], "clip": 2.0}),
+    ],
+)
+def test_recurrent_sequence_lens_match_onnxruntime(op, direction, lens_input, attrs):
+    """Per-batch lengths (one empty): zero Y past the end, the state stops at the last valid step,
+    the reverse direction starts at each batch's own last step."""
+    model, feeds = _recurrent_node_model(op, direction, lens=[2, 4, 0], lens_input=lens_input, **attrs)
+    check_against_ort(model, feeds)
+
+
+def test_recurrent_unsupported_activation_names_it():
+    model, feeds = _recurrent_node_model("GRU", activations=["Sigmoid", "Gelu"])
+    with pytest.raises(FrontendError) as info:
+        from_onnx(model, {k: v.shape for k, v in feeds.items()}, {})
+    first_line = str(info.value).splitlines()[0]
+    assert "GRU node 'my_gru'" in first_line
+    assert "activation 'Gelu' is not supported" in first_line
+
+
+# --------------------------------------------------------------------------
 # each fix on a minimal graph
 # --------------------------------------------------------------------------
 

@@ -485,10 +485,12 @@ class _GuardedConverter:
 def convert_map() -> dict:
     """TVM's converter map with our fixes applied (unguarded)."""
     from .onnx_extra_converters import EXTRA_CONVERTERS
+    from .onnx_rnn_converters import RNN_CONVERTERS
 
     merged = dict(_ORIGINAL_GET_CONVERT_MAP())
     merged.update(FIXED_CONVERTERS)
     merged.update(EXTRA_CONVERTERS)
+    merged.update(RNN_CONVERTERS)
     return merged
 
 
