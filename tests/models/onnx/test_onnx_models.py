@@ -46,6 +46,7 @@ CASES = [
     MatrixCase("t5", "onnx", "encoder-decoder (transformers T5), opset 17", exported(zoo.t5_tiny, zoo.t5, 17)),
     MatrixCase("gpt2", "onnx", "decoder-only (transformers GPT-2), dynamo exporter, opset 18",
                exported(zoo.gpt2_tiny, zoo.gpt2, 18, dynamo=True)),
+    MatrixCase("lstm", "onnx", "recurrent (2-layer LSTM: ONNX LSTM op), opset 12", exported(zoo.lstm_tiny, zoo.lstm, 12)),
 ]
 
 
