@@ -18,7 +18,7 @@ from forge_fe.passes.pre_lowering import equalize_ranks
 from forge_fe.runtime.executor import DeviceProgram
 from forge_fe.ttir.lower import lower_graph
 
-from test_ops import CASES, _sample
+from test_ops import CASES, _sample, op_of
 
 
 # ---- models -------------------------------------------------------------------------
@@ -87,6 +87,8 @@ def assert_grads_match(cm, ref):
     want = dict(ref.named_parameters())
     got = dict(cm.named_parameters())
     assert set(got) == set(want)
+    # fp32 round-off in any gradient is about 1e-6 of the largest gradient it was summed with
+    model_scale = max(float(w.grad.abs().max()) for w in want.values() if w.grad is not None)
     for name, p in got.items():
         w = want[name].grad
         if w is None:                 # unused by the outputs: no gradient, or zeros
@@ -94,10 +96,10 @@ def assert_grads_match(cm, ref):
             continue
         assert p.grad is not None, f"no gradient for {name}"
         scale = float(w.abs().max())
-        if scale > 1e-5:
+        if scale > 1e-5 * max(model_scale, 1.0):     # below that it is round-off of an exact zero
             assert pcc(p.grad, w) >= 0.99, (name, pcc(p.grad, w))
-        # fp32 device kernels vs torch: reassociation only, so errors are ~1e-6 of the gradient's scale
-        torch.testing.assert_close(p.grad, w, rtol=1e-3, atol=1e-5 * max(scale, 1.0), msg=name)
+        # fp32 device kernels vs torch: reassociation only, so errors are ~1e-6 of the gradient scale
+        torch.testing.assert_close(p.grad, w, rtol=1e-3, atol=1e-5 + 1e-6 * max(scale, model_scale), msg=name)
 
 
 # ---- each backward rule against torch autograd of the op's golden rule --------------
@@ -105,7 +107,7 @@ def assert_grads_match(cm, ref):
 GRAD_CASES = {k: v for k, v in CASES.items() if k in {
     "relu", "sigmoid", "tanh", "exp", "neg", "abs", "erf", "sin", "cos", "silu", "log", "sqrt", "rsqrt",
     "reciprocal", "gelu", "leaky_relu", "clip", "add", "subtract", "multiply", "divide", "maximum", "minimum",
-    "power", "where", "conv2d", "max_pool2d", "global_avg_pool2d", "matmul", "linear", "softmax", "log_softmax",
+    "power", "where", "conv2d", "conv_transpose2d", "conv_transpose2d_symmetric", "max_pool2d", "global_avg_pool2d", "matmul", "linear", "softmax", "log_softmax",
     "layer_norm", "reshape", "permute", "concat", "broadcast", "take", "sum", "mean", "max", "min",
     "avg_pool2d"}}
 GRAD_CASES.update({
@@ -126,16 +128,9 @@ GRAD_CASES.update({
 })
 
 
-def _op_of(case):
-    for name in sorted(OPS, key=len, reverse=True):
-        if case == name or case.startswith(name + "_"):
-            return OPS[name]
-    raise KeyError(case)
-
-
 @pytest.mark.parametrize("case", sorted(GRAD_CASES))
 def test_backward_rule_matches_torch_autograd(case, rng):
-    op = _op_of(case)
+    op = op_of(case)
     specs, attrs = GRAD_CASES[case]
     positive = op.name in ("log", "sqrt", "rsqrt", "power", "reciprocal")
     values = [_sample(s, d, rng, positive) for s, d in specs]
@@ -203,10 +198,10 @@ def test_gradients_match_torch_autograd(make, shape, classes):
     assert_grads_match(cm, ref)
 
 
-@pytest.mark.parametrize("name", ["resnet_tiny", "vit_tiny", "convnext_tiny"])
+@pytest.mark.parametrize("name", ["resnet_tiny", "vit_tiny", "convnext_tiny", "unet_tiny"])
 def test_zoo_model_gradients_match_torch(name):
     """Residual ResNet with batch norm; HF ViT (attention, layer norm, gelu, the CLS-token select);
-    HF ConvNeXt (depthwise convs, channels-last layer norm)."""
+    HF ConvNeXt (depthwise convs, channels-last layer norm); UNet (transposed convs, skip concats)."""
     from forge_fe import zoo
     model, inputs = getattr(zoo, name)()
     ref = copy.deepcopy(model).train()

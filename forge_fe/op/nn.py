@@ -126,6 +126,85 @@ conv2d = defop("conv2d", **layout_aware(_conv2d_shape, _conv2d_golden, _conv2d_l
                    "padding [top, left, bottom, right]")
 
 
+# ---- conv_transpose2d ------------------------------------------------------------------
+
+def _conv_transpose2d_shape(ins, a):
+    n, _, h, w = ins[0].shape
+    _, og, kh, kw = ins[1].shape
+    t, l, b, r = a["padding"]
+    (sh, sw), (dh, dw), (oph, opw) = a["stride"], a["dilation"], a["output_padding"]
+    return TensorType((n, og * a["groups"], (h - 1) * sh - t - b + dh * (kh - 1) + oph + 1,
+                       (w - 1) * sw - l - r + dw * (kw - 1) + opw + 1), ins[0].dtype)
+
+
+def _conv_transpose2d_golden(ins, a):
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    t, l, b, r = a["padding"]
+    if (t, l) == (b, r):
+        return F.conv_transpose2d(x, w, bias, a["stride"], (t, l), a["output_padding"], a["groups"], a["dilation"])
+    # asymmetric padding crops the unpadded result: rows [t, t + out_h), columns [l, l + out_w)
+    full = F.conv_transpose2d(x, w, bias, a["stride"], 0, a["output_padding"], a["groups"], a["dilation"])
+    oh, ow = _conv_transpose2d_shape([TensorType(tuple(x.shape), ""), TensorType(tuple(w.shape), "")], a).shape[2:]
+    return full[:, :, t:t + oh, l:l + ow]
+
+
+def _conv_transpose2d_lower(e, ins, a, shape, out):
+    """TTIR's conv_transpose2d pads symmetrically ([h, w]); asymmetric padding runs unpadded and
+    slices the result. Weight (in, out/groups, kH, kW) as in torch."""
+    from forge_fe.op.grad import _slice
+    operands = [ins[0], ins[1]]
+    if len(ins) > 2:
+        bias = ins[2]
+        operands.append(e.op("ttir.reshape", [bias], (1, 1, 1, bias.shape[0]), bias.elem,
+                             {"shape": E.I32List([1, 1, 1, bias.shape[0]])}))
+    t, l, b, r = a["padding"]
+    symmetric = (t, l) == (b, r)
+    n, oh, ow, c = shape
+    full = shape if symmetric else (n, oh + t + b, ow + l + r, c)
+    y = e.op("ttir.conv_transpose2d", operands, full, out.elem, {
+        "stride": E.I32Array(a["stride"]), "padding": E.I32Array([t, l] if symmetric else [0, 0]),
+        "output_padding": E.I32Array(a["output_padding"]), "dilation": E.I32Array(a["dilation"]),
+        "groups": E.I32(a["groups"])}, data_format=out.data_format)
+    return y if symmetric else _slice(e, y, [0, t, l, 0], [n, t + oh, l + ow, c])
+
+
+def _conv_transpose2d_from_relax(call):
+    at = call.attrs
+    if at.data_layout not in ("NCHW", "NHWC") or at.out_layout != at.data_layout or at.kernel_layout != "IOHW":
+        raise NotOnDevice(f"conv2d_transpose layout {at.data_layout}/{at.kernel_layout} (device lowering takes "
+                          "NCHW or NHWC with IOHW)")
+    pad = ints(at.padding)
+    if len(pad) == 2:
+        pad = [pad[0], pad[1], pad[0], pad[1]]
+    layout = {"layout": "NHWC"} if at.data_layout == "NHWC" else {}
+    return relax_tensor_args(call), {"stride": ints(at.strides), "padding": pad, "output_padding": ints(at.output_padding),
+                                     "dilation": ints(at.dilation), "groups": int(at.groups), **layout}
+
+
+def _conv_transpose2d_grad(d):
+    """y = conv_transpose2d(x, w) is the adjoint of z = conv2d(., w) (same stride, padding, dilation):
+    dx = conv2d(g, w); dw = conv2d's weight gradient with g as its input and x as its output
+    gradient; db = sum of g over N, H, W."""
+    from forge_fe.op.grad import conv2d_weight_grad
+    from forge_fe.op.reduce import sum_
+    (x, w), a, g = d.x[:2], d.node.attrs, d.grad
+    if a.get("layout", "NCHW") != "NCHW":
+        raise NotImplementedError("conv_transpose2d backward runs before the channels-last pass (NCHW)")
+    conv = {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
+    return [d.op(conv2d, g, w, **conv) if d.needs[0] else None,
+            d.op(conv2d_weight_grad, g, x, weight_shape=list(w.shape), **conv) if d.needs[1] else None] + \
+        [d.unbroadcast(d.op(sum_, g, dims=[0, 2, 3], keep_dim=False), d.x[2].shape)
+         if len(d.x) > 2 and d.needs[2] else None]
+
+
+conv_transpose2d = defop(
+    "conv_transpose2d", **layout_aware(_conv_transpose2d_shape, _conv_transpose2d_golden, _conv_transpose2d_lower),
+    relax=("relax.nn.conv2d_transpose",), from_relax=_conv_transpose2d_from_relax, backward=_conv_transpose2d_grad,
+    doc="y = conv2d's input-adjoint of x by w (+ bias[o]); NCHW, weight IOHW (in, out/groups, kH, kW), "
+        "padding [top, left, bottom, right] crops the full result, output_padding extends bottom/right")
+
+
 # ---- pooling ------------------------------------------------------------------------
 
 def _pool_shape(ins, a):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from forge_fe.graph.graph import OP, Graph, Node
 from forge_fe.op import OPS
 
-LAYOUT_OPS = {OPS[n] for n in ("conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d")}
+LAYOUT_OPS = {OPS[n] for n in ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d")}
 UNARY = {OPS[n] for n in ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "neg", "abs", "erf", "sin",
                          "cos", "floor", "ceil", "sign", "reciprocal", "logical_not", "silu", "gelu",
                          "leaky_relu", "clip", "cast")}
