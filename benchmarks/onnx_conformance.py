@@ -54,6 +54,9 @@ def run_ort(model, inputs):
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     names = [vi.name for vi in graph_inputs(model)]
+    # The suite gives some 0-d inputs as numpy scalars, which onnxruntime's Python API refuses
+    # ("Unable to handle object of type numpy.float32"): pass them as the 0-d arrays they are.
+    inputs = [np.asarray(x) if isinstance(x, np.generic) else x for x in inputs]
     return sess.run(None, dict(zip(names, inputs)))
 
 
