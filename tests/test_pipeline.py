@@ -290,3 +290,16 @@ def test_cumsum_of_a_mask_counts_in_int64_and_chunk_stays_on_the_device():
     forge_fe.verify([x], model, cm)
     placement = {r["op"]: r["where"] for r in cm.report.placement}
     assert "relax.split" not in placement and placement["relax.strided_slice"] == "device"
+
+
+def test_advanced_indexing_with_negative_run_time_indices():
+    """x[rows, cols] with model-input indices (CPU: TVM's index_tensor) counts negative indices from
+    the end, as torch does (TVM's kernel alone reads out of bounds)."""
+    class Pick(nn.Module):
+        def forward(self, x, rows, cols):
+            return x[rows, cols] * 2
+
+    x, rows, cols = torch.randn(5, 3), torch.tensor([-1, 0, -5, 2]), torch.tensor([0, -1, 2, -3])
+    cm = forge_fe.compile(Pick(), [x, rows, cols])
+    assert any(r["op"] == "relax.index_tensor" for r in cm.report.placement)
+    forge_fe.verify([x, rows, cols], Pick(), cm)

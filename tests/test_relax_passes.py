@@ -5,6 +5,7 @@ import tvm
 from tvm import relax
 
 from tvm_ext.passes import run_relax_passes
+from tvm_ext.passes.device_forms import DeviceForms
 from tvm_ext.passes.fold_constant_ops import FoldConstantOps, has_constant_calls
 from tvm_ext.passes.fold_static_creation import FoldStaticCreation
 from tvm_ext.passes.split_to_slices import SplitToSlices
@@ -88,3 +89,52 @@ def test_cumsum_and_index_tensor_on_constants_fold():
     np.testing.assert_array_equal(inclusive, np.cumsum(mask, axis=1))
     np.testing.assert_array_equal(exclusive, np.cumsum(mask, axis=1) - mask)
     np.testing.assert_array_equal(picked, np.cumsum(mask, axis=1)[[0, 0], [3, 1]])
+
+
+def _build_with(shape, fn, dtype="float32"):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(fn(bb, x))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, (1, 1), 1, 1), (2, (0, 2), 2, 2)])
+def test_conv1d_becomes_a_height_one_conv2d(stride, padding, dilation, groups):
+    w = np.random.default_rng(1).standard_normal((6, 4 // groups, 3)).astype("float32")
+    mod = _build_with((2, 4, 11), lambda bb, x: bb.emit(relax.op.nn.conv1d(
+        x, relax.const(w), strides=stride, padding=padding, dilation=dilation, groups=groups)))
+    after = DeviceForms()(mod)
+    assert "relax.nn.conv1d" not in calls(after) and "relax.nn.conv2d" in calls(after)
+    x = np.random.default_rng(2).standard_normal((2, 4, 11)).astype("float32")
+    np.testing.assert_allclose(_run(after, x)[0], _run(mod, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_index_tensor_with_constant_indices_becomes_a_row_gather():
+    """x[i0, i1] with broadcasting index arrays, a negative index and a trailing dim kept."""
+    i0 = relax.const(np.array([[0], [2]], "int64"))            # (2, 1)
+    i1 = relax.const(np.array([1, -1, 0], "int64"))            # (3,) -> broadcast (2, 3)
+    mod = _build_with((3, 4, 5), lambda bb, x: bb.emit(relax.op.index_tensor(x, relax.Tuple([i0, i1]))))
+    after = relax.transform.CanonicalizeBindings()(DeviceForms()(mod))
+    assert "relax.index_tensor" not in calls(after) and "relax.take" in calls(after)
+    x = np.arange(60, dtype="float32").reshape(3, 4, 5)
+    got = _run(after, x)[0]
+    # numpy is the reference: TVM's own index_tensor kernel reads out of bounds for negative indices
+    np.testing.assert_array_equal(got, x[np.array([[0], [2]]), np.array([1, -1, 0])])
+
+
+def test_index_tensor_with_run_time_negative_indices_counts_from_the_end():
+    """TVM's index_tensor kernel reads out of bounds for i < 0; the rewrite wraps run-time indices."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((3, 4), "float32"))
+    i = relax.Var("i", relax.TensorType((3,), "int64"))
+    with bb.function("main", [x, i]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.index_tensor(x, relax.Tuple([i]))))
+        bb.emit_func_output(out)
+    after = DeviceForms()(bb.get())
+    vm = relax.VirtualMachine(tvm.compile(after, target=tvm.target.Target({"kind": "llvm"})), tvm.cpu())
+    xv, iv = np.arange(12, dtype="float32").reshape(3, 4), np.array([-1, 0, -3])
+    np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(xv), tvm.runtime.tensor(iv)).numpy(), xv[iv])

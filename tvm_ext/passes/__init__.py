@@ -8,6 +8,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from tvm_ext.passes.device_forms import DeviceForms
 from tvm_ext.passes.fold_constant_ops import FoldConstantOps, FoldRemainingConstants
 from tvm_ext.passes.fold_static_creation import FoldShapeOf, FoldStaticCreation
 from tvm_ext.passes.split_to_slices import SplitToSlices
@@ -27,6 +28,8 @@ RELAX_PIPELINE = [
     ("fold_constant_ops", FoldConstantOps),
     # ... and what the registry doesn't cover with TVM (builds each op through LLVM).
     ("fold_constant", FoldRemainingConstants),
+    # conv1d -> height-1 conv2d; index_tensor with constant indices -> a row gather (device forms).
+    ("device_forms", DeviceForms),
     ("canonicalize_bindings_2", relax.transform.CanonicalizeBindings),
     # Drop what nothing uses (e.g. max_pool indices, unused tuple fields).
     ("dead_code_elimination", lambda: relax.transform.DeadCodeElimination(["main"])),
