@@ -254,7 +254,13 @@ def _pool_from_relax(avg):
             pad = [pad[0], pad[1], pad[0], pad[1]]
         if avg and (pad[0], pad[1]) != (pad[2], pad[3]):
             raise NotOnDevice("asymmetric avg_pool2d padding")
-        attrs = {"kernel": ints(at.pool_size), "stride": ints(at.strides), "dilation": ints(at.dilation),
+        if avg and any(d != 1 for d in ints(at.dilation)):
+            raise NotOnDevice("dilated avg_pool2d")
+        kernel = ints(at.pool_size)
+        if any(2 * p > k for p, k in zip(pad, kernel + kernel)):
+            # the device pools (like torch's) pad at most half the window
+            raise NotOnDevice(f"pool padding {pad} larger than half the window {kernel}")
+        attrs = {"kernel": kernel, "stride": ints(at.strides), "dilation": ints(at.dilation),
                  "padding": pad, "ceil_mode": bool(at.ceil_mode)}
         if avg:
             attrs["count_include_pad"] = bool(at.count_include_pad)
