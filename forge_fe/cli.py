@@ -307,8 +307,13 @@ def cmd_compile(args):
     log.info("compiled in %.2f s", time.perf_counter() - t0)
     print(cm.report.summary())
     if args.save_inputs:
-        np.savez(args.save_inputs, **{d.name: np.asarray(x) for d, x in zip(cm.binary.inputs, inputs)}
-                 if cm.binary else {f"input_{i}": np.asarray(x) for i, x in enumerate(inputs)})
+        from forge_fe import structure
+        if cm.binary is not None:    # one array per binary input: the leaves of structured inputs
+            leaves = structure.flatten_like(cm.inputs_tree, inputs) if cm.inputs_tree is not None else inputs
+            arrays = {d.name: np.asarray(x) for d, x in zip(cm.binary.inputs, leaves)}
+        else:
+            arrays = {f"input_{i}": np.asarray(x) for i, x in enumerate(inputs)}
+        np.savez(args.save_inputs, **arrays)
         print(f"sample inputs written to {args.save_inputs}")
     if cm.binary is not None:
         cm.save(args.output)

@@ -238,6 +238,22 @@ def test_keras_model_called_with_a_dict_of_named_inputs(tmp_path):
     assert cli.main(["--quiet", "run", str(tmp_path / "m.ttb"), "--inputs", str(tmp_path / "x.npz"),
                      "--output", str(tmp_path / "y.npz")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["output0"], cm(x))
+    # forge-fe compile of a builder returning (model, [dict]) saves one array per key
+    (tmp_path / "dict_net.py").write_text(DICT_NET)
+    assert cli.main(["--quiet", "compile", f"{tmp_path / 'dict_net.py'}:build", "-o", str(tmp_path / "c.ttb"),
+                     "--save-inputs", str(tmp_path / "saved.npz")]) == 0
+    assert sorted(np.load(tmp_path / "saved.npz").files) == ["padding_mask", "token_ids"]
+
+
+DICT_NET = """
+import keras, numpy as np
+def build():
+    ids = keras.Input((4,), batch_size=1, dtype="int32", name="token_ids")
+    mask = keras.Input((4,), batch_size=1, dtype="int32", name="padding_mask")
+    h = keras.layers.Embedding(10, 2)(ids) * keras.ops.expand_dims(keras.ops.cast(mask, "float32"), -1)
+    model = keras.Model({"token_ids": ids, "padding_mask": mask}, h)
+    return model, [{"padding_mask": np.ones((1, 4), "int32"), "token_ids": np.arange(4, dtype="int32")[None]}]
+"""
 
 
 class TwoHeads(keras.Model):
