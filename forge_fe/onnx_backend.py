@@ -42,6 +42,11 @@ SHAPE_DECIDING_INPUTS: dict[str, tuple[int, ...]] = {
 #: a graph input reaching a shape-deciding position through them is specialized too
 _PASS_THROUGH = {"Cast", "Identity", "Concat", "Unsqueeze", "Squeeze", "Neg", "Abs"}
 
+#: op_type -> positions of inputs whose values decide how many times the op runs its body (a
+#: Loop's trip count and condition; forge_fe unrolls it at import time): every graph input they
+#: are computed from, through any op, is specialized
+TRIP_DECIDING_INPUTS: dict[str, tuple[int, ...]] = {"Loop": (0, 1)}
+
 
 def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     """The model's runtime inputs: graph inputs that are not initializers."""
@@ -79,24 +84,32 @@ def shape_deciding_inputs(model: onnx.ModelProto) -> list[str]:
     """Names of the runtime inputs whose values decide shapes (see :data:`SHAPE_DECIDING_INPUTS`)."""
     producers = {}
     wanted: set[str] = set()
+    trip_deciding: set[str] = set()
     nodes = list(_walk_nodes(model.graph))
     for node in nodes:
         for out in node.output:
             producers[out] = node
-        for pos in SHAPE_DECIDING_INPUTS.get(node.op_type, ()):
-            if pos < len(node.input) and node.input[pos]:
-                wanted.add(node.input[pos])
-    # follow pass-through producers back to graph inputs
-    stack, seen = list(wanted), set()
+        for positions, names in ((SHAPE_DECIDING_INPUTS, wanted), (TRIP_DECIDING_INPUTS, trip_deciding)):
+            for pos in positions.get(node.op_type, ()):
+                if pos < len(node.input) and node.input[pos]:
+                    names.add(node.input[pos])
+    seen = (_upstream(wanted, producers, lambda node: node.op_type in _PASS_THROUGH)
+            | _upstream(trip_deciding, producers, lambda node: True))
+    return [vi.name for vi in graph_inputs(model) if vi.name in seen]
+
+
+def _upstream(names: set[str], producers: dict, follow) -> set[str]:
+    """``names`` and every value they are computed from through the producers ``follow`` accepts."""
+    stack, seen = list(names), set()
     while stack:
         name = stack.pop()
         if name in seen:
             continue
         seen.add(name)
         node = producers.get(name)
-        if node is not None and node.op_type in _PASS_THROUGH:
+        if node is not None and follow(node):
             stack.extend(i for i in node.input if i)
-    return [vi.name for vi in graph_inputs(model) if vi.name in seen]
+    return seen
 
 
 def specialize(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:

@@ -7,10 +7,11 @@ initializer parsing) for the duration of one import so that:
 
 * the converter classes in :data:`FIXED_CONVERTERS` replace (or add to) TVM's,
   one small class per fix, each with a docstring saying what TVM gets wrong;
-* two importer methods are wrapped (:data:`IMPORTER_FIXES`): integer/bool
+* three importer methods are wrapped (:data:`IMPORTER_FIXES`): integer/bool
   initializers (shape tensors, indices, masks) are imported as constants, not
-  weight parameters, and initializers also listed as graph inputs are not
-  duplicated as inputs;
+  weight parameters, initializers also listed as graph inputs are not
+  duplicated as inputs, and the running importer is recorded for the
+  converters that convert subgraphs (Scan, Loop);
 * every converter call is guarded: an exception inside TVM (in the converter
   itself or in the type inference of the expression it built) is re-raised as
   :class:`ConverterFailure`, which names the ONNX node that caused it; and
@@ -504,7 +505,8 @@ _LOCK = threading.RLock()
 
 # --------------------------------------------------------------------------
 # Fixes to the importer itself (not per-op).  Each wraps one method of
-# ONNXGraphImporter: TVM's method runs first, the wrapper corrects the result.
+# ONNXGraphImporter: TVM's method runs first, the wrapper corrects the result
+# (``from_onnx``'s wrapper only records the running importer).
 # --------------------------------------------------------------------------
 
 #: initializers of these element types are shape tensors, indices and masks,
@@ -568,10 +570,43 @@ def initializers_listed_as_inputs(parse_graph_input):
     return parse
 
 
+#: the importers whose ``from_onnx`` is running, innermost last (imports are
+#: serialized by ``_LOCK``, so one list serves every thread)
+_RUNNING_IMPORTERS: list = []
+
+
+def running_importer():
+    """The ``ONNXGraphImporter`` currently importing (see :func:`records_running_importer`)."""
+    if not _RUNNING_IMPORTERS:
+        raise RuntimeError("no ONNX import is running under patched_convert_map")
+    return _RUNNING_IMPORTERS[-1]
+
+
+def records_running_importer(from_onnx):
+    """Make the running importer reachable from converters that convert subgraphs.
+
+    TVM hands a converter the block builder and the node table, not the
+    importer; it converts If branches inside the importer itself.  The Scan and
+    Loop converters (:mod:`.onnx_scan_converters`) convert their bodies with the
+    importer's own ``_convert_subgraph`` (as TVM does for If), reached through
+    :func:`running_importer`.  (Wraps ``ONNXGraphImporter.from_onnx``.)
+    """
+
+    def run(self, graph, opset):
+        _RUNNING_IMPORTERS.append(self)
+        try:
+            return from_onnx(self, graph, opset)
+        finally:
+            _RUNNING_IMPORTERS.pop()
+
+    return run
+
+
 #: method name on ONNXGraphImporter -> wrapper factory
 IMPORTER_FIXES = {
     "_parse_graph_initializers": constant_int_initializers,
     "_parse_graph_input": initializers_listed_as_inputs,
+    "from_onnx": records_running_importer,
 }
 
 

@@ -111,8 +111,10 @@ def fold_value(call, lookup) -> np.ndarray | None:
     consts = [_resolve(a, lookup) for a in args]
     if "result_index" in attrs or any(c is None for c in consts):
         return None
-    if any(str(c.value.numpy().dtype) not in _TORCH_NUMPY_DTYPES for c in consts):
-        return None  # bfloat16/float8 arrays (ml_dtypes) have no torch.from_numpy: TVM folds them
+    dtypes = [str(c.value.numpy().dtype) for c in consts] + [str(call.ty.dtype)]
+    if any(dtype not in _TORCH_NUMPY_DTYPES for dtype in dtypes):
+        # bfloat16/float8 (ml_dtypes) have no torch.from_numpy / Tensor.numpy(): TVM folds them
+        return None
     value = op.golden([torch.from_numpy(np.array(c.value.numpy())) for c in consts], attrs).numpy()
     want = str(call.ty.dtype)
     return value.astype(want) if str(value.dtype) != want else value
