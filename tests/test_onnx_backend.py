@@ -41,8 +41,8 @@ PASSING = [
     "test_flatten_axis1",
 ]
 
-# Fails today: no converter for Col2Im; the error must be a ForgeError naming the op.
-UNSUPPORTED = ("test_col2im", "Col2Im")
+# Unsupported by design (a random op); the error must be a ForgeError naming the op.
+UNSUPPORTED = ("test_bernoulli", "Bernoulli")
 
 
 @pytest.fixture(scope="module")

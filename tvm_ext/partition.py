@@ -66,10 +66,13 @@ def canonical_op_name(relax_name: str) -> str:
 #: ops tvm.compile lowers in its DispatchSortScan pass, not through FLegalize
 _SORT_SCAN_OPS = {"relax.topk", "relax.sort", "relax.argsort", "relax.cumsum", "relax.cumprod"}
 
+#: ops tvm.compile lowers to VM builtins in its LowerRuntimeBuiltin pass (memory.view: ONNX BitCast)
+_RUNTIME_BUILTIN_OPS = {"relax.memory.view"}
+
 
 def _cpu_can_run(call) -> bool:
     return isinstance(call.op, tvm.ir.Op) and (call.op.get_attr("FLegalize") is not None
-                                                or call.op.name in _SORT_SCAN_OPS)
+                                                or call.op.name in _SORT_SCAN_OPS | _RUNTIME_BUILTIN_OPS)
 
 
 def place_call(call, cpu_fallback_ops: set[str]) -> tuple[str, str, str]:

@@ -98,6 +98,9 @@ def _conv2d_from_relax(call):
     if at.data_layout not in ("NCHW", "NHWC") or at.out_layout != at.data_layout or at.kernel_layout != "OIHW":
         raise NotOnDevice(f"conv2d layout {at.data_layout}/{at.kernel_layout} (device lowering takes "
                           "NCHW or NHWC with OIHW)")
+    if any(d != 1 for d in ints(at.dilation)) and not str(call.args[0].ty.dtype).startswith(("float", "bfloat")):
+        raise NotOnDevice("dilated integer conv2d (ConvInteger / QLinearConv): the device kernel has no "
+                          "dilated integer convolution")
     pad = ints(at.padding)
     if len(pad) == 2:
         pad = [pad[0], pad[1], pad[0], pad[1]]
