@@ -18,8 +18,9 @@ import numpy as np
 from forge_fe.binary import model as bm
 
 # Device element types (DESIGN.md: i64 -> si32, f64 -> f32, i1 -> bf16).
+# float16 and float64 values are carried exactly in f32 (a data-format override still applies).
 _ELEM = {
-    "float32": "f32", "float64": "f32", "float16": "bf16", "bfloat16": "bf16",
+    "float32": "f32", "float64": "f32", "float16": "f32", "bfloat16": "bf16",
     "int64": "si32", "int32": "si32", "int16": "si32", "int8": "si32", "uint8": "ui32",
     "bool": "bf16",
 }

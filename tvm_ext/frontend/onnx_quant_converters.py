@@ -16,7 +16,7 @@ import numpy as np
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _shape
+from .onnx_extra_converters import Conv, OnnxOpConverter, _const, _dtype, _shape
 
 #: integer element types of quantized tensors (the float8 types of opset 21 are not supported)
 _QUANT_DTYPES = ("int8", "uint8")
@@ -97,41 +97,11 @@ class QLinearMatMul(OnnxOpConverter):
         return _requantize(bb, bb.normalize(acc), ratio, y_zp, out_dtype)
 
 
-def _explicit_pads(op: str, attr, x_shape, w_shape):
-    """``attr`` with ``auto_pad`` resolved into explicit ``pads`` (shapes are static).
-
-    TVM's Conv converter pads SAME_UPPER / SAME_LOWER through an opaque ``call_tir``
-    that neither the device nor forge_fe's CPU fallback can run.  SAME pads a total of
-    ``max((ceil(in / s) - 1) * s + (k - 1) * d + 1 - in, 0)``, the odd one at the end
-    (SAME_UPPER) or the beginning (SAME_LOWER)."""
-    attr = dict(attr)
-    mode = attr.pop("auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode == "NOTSET":
-        return attr
-    spatial = x_shape[2:]
-    d = len(spatial)
-    kernel = list(attr.get("kernel_shape", w_shape[2:]))
-    strides, dilations = list(attr.get("strides", [1] * d)), list(attr.get("dilations", [1] * d))
-    if mode == "VALID":
-        attr["pads"] = [0] * (2 * d)
-    elif mode in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((-(-size // s) - 1) * s + (k - 1) * dil + 1 - size, 0)
-                  for size, k, s, dil in zip(spatial, kernel, strides, dilations)]
-        small = [t // 2 for t in totals]
-        begin = small if mode == "SAME_UPPER" else [t - b for t, b in zip(totals, small)]
-        attr["pads"] = begin + [t - b for t, b in zip(totals, begin)]
-    else:
-        raise ValueError(f"{op}: attribute auto_pad={mode!r} (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
-    return attr
-
-
 def _conv_int32(bb, op: str, x, w, bias, attr):
     """Convolution of int32 tensors with int32 accumulation, through TVM's Conv converter
-    (``pads``, ``strides``, ``dilations``, ``group``; ``auto_pad`` made explicit first).
+    (``pads``, ``strides``, ``dilations``, ``group``, ``auto_pad``).
     Padding inserts zeros, which is right here: x is already centred on its zero point."""
-    attr = _explicit_pads(op, attr, _shape(x), _shape(w))
-    return bb.normalize(_tvm_onnx.Conv._impl_v11(bb, [x, w, bias], attr, None))
+    return bb.normalize(Conv._impl_v11(bb, [x, w, bias], attr, None))
 
 
 class ConvInteger(OnnxOpConverter):
