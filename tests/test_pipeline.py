@@ -254,7 +254,6 @@ def test_max_pool_indices_are_refused_not_silently_zero():
 def test_second_output_of_a_multi_output_op_moves_it_to_the_cpu():
     """batch_norm on the device yields only its result; reading its mean output puts it on the CPU,
     together with the tuple plumbing that reads it."""
-    import tvm
     from tvm import relax
     from tvm_ext.partition import partition
     bb = relax.BlockBuilder()

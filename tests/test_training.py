@@ -447,7 +447,7 @@ def test_frozen_parameters_are_not_trained():
 
 
 def test_non_pytorch_models_are_refused_for_training():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",

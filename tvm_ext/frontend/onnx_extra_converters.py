@@ -89,180 +89,6 @@ class Concat(_tvm_onnx.Concat):
 
 
 # --------------------------------------------------------------------------
-# Attention (ai.onnx opset 23/24)
-# --------------------------------------------------------------------------
-
-
-class Attention(OnnxOpConverter):
-    """ONNX's Attention (opset 23): scaled dot-product attention with optional
-    mask, KV cache, causal masking, GQA, softcap and the ``qk_matmul_output``
-    output.  (TVM's ``Attention`` converter is the com.microsoft contrib op,
-    whose attributes differ: it fails with ``KeyError: 'num_heads'``.)
-
-    Semantics follow the ONNX reference implementation: the scale is applied
-    as sqrt(scale) to both Q and K, a boolean mask means "attend", masks
-    shorter than the key sequence are padded with "masked", causal masking is
-    bottom-right aligned (offset by the past length), and fully masked rows
-    give zeros, not NaN.
-    """
-
-    @classmethod
-    def _heads_first(cls, bb, x, num_heads):
-        """(B, S, H*hs) -> (B, H, S, hs); 4-D inputs are already heads-first."""
-        if len(_shape(x)) == 4:
-            return x
-        b, s, hidden = _shape(x)
-        x = bb.normalize(relax.op.reshape(x, (b, s, num_heads, hidden // num_heads)))
-        return bb.normalize(relax.op.permute_dims(x, [0, 2, 1, 3]))
-
-    @classmethod
-    def _mask_bias(cls, bb, mask, kv_len, dtype):
-        """attn_mask as an additive bias of ``dtype`` (bool True -> 0, False -> -inf),
-        padded with -inf up to ``kv_len`` keys."""
-        if _dtype(mask) == "bool":
-            mask = relax.op.where(mask, _const(0, dtype), _const(-np.inf, dtype))
-        elif _dtype(mask) != dtype:
-            mask = relax.op.astype(mask, dtype)
-        mask = bb.normalize(mask)
-        shape = _shape(mask)
-        if shape[-1] < kv_len:
-            pad = [0, 0] * (len(shape) - 1) + [0, kv_len - shape[-1]]
-            mask = bb.normalize(relax.op.nn.pad(mask, pad, pad_value=float("-inf")))
-        return mask
-
-    @classmethod
-    def _position_bias(cls, bb, q_len, kv_len, offset, dtype, allowed_fn):
-        """-inf where ``allowed_fn(diff)`` is False, with diff = (i + offset) - j.
-
-        ``offset`` is an int (the same for every batch: a constant (q, kv)
-        bias) or a (B,) int64 expression (per batch: a (B, 1, q, kv) bias)."""
-        i = np.arange(q_len).reshape(q_len, 1)
-        j = np.arange(kv_len).reshape(1, kv_len)
-        if isinstance(offset, int):
-            allowed = allowed_fn(i + offset - j)
-            return _const(np.where(allowed, 0, -np.inf), dtype)
-        b = _shape(offset)[0]
-        off = relax.op.reshape(offset, (b, 1, 1))
-        diff = bb.normalize(relax.op.subtract(relax.op.add(_const(i, "int64"), off), _const(j, "int64")))
-        allowed = bb.normalize(allowed_fn(diff, relax=True))
-        bias = relax.op.where(allowed, _const(0, dtype), _const(-np.inf, dtype))
-        return bb.normalize(relax.op.reshape(bias, (b, 1, q_len, kv_len)))
-
-    @classmethod
-    def _impl_v23(cls, bb, inputs, attr, params):
-        q, k, v = inputs[0], inputs[1], inputs[2]
-        mask, past_key, past_value = inputs[3], inputs[4], inputs[5]
-        nonpad = inputs[6]
-        dtype = _dtype(q)
-        rank = len(_shape(q))
-        is_causal = bool(attr.get("is_causal", 0))
-        mode = int(attr.get("qk_matmul_output_mode", 0))
-        softcap = attr.get("softcap")
-        left, right = int(attr.get("left_window_size", -1)), int(attr.get("right_window_size", -1))
-        if rank == 3:
-            if "q_num_heads" not in attr or "kv_num_heads" not in attr:
-                raise ValueError("3-D Q/K/V need the q_num_heads and kv_num_heads attributes")
-            q = cls._heads_first(bb, q, int(attr["q_num_heads"]))
-            k = cls._heads_first(bb, k, int(attr["kv_num_heads"]))
-            v = cls._heads_first(bb, v, int(attr["kv_num_heads"]))
-        batch, q_heads, q_len, head_size = _shape(q)
-
-        scale = attr.get("scale")
-        scale = 1 / np.sqrt(head_size) if scale is None else float(scale)
-        sqrt_scale = _const(np.sqrt(np.float64(scale)), dtype)
-
-        present_key, present_value = k, v
-        if past_key is not None:
-            present_key = bb.normalize(relax.op.concat([past_key, k], axis=2))
-        if past_value is not None:
-            present_value = bb.normalize(relax.op.concat([past_value, v], axis=2))
-        k, v = present_key, present_value
-        kv_heads, kv_len = _shape(k)[1], _shape(k)[2]
-
-        # additive bias: mask, causal frontier, sliding window, padding
-        bias = None
-        if mask is not None:
-            bias = cls._mask_bias(bb, mask, kv_len, dtype)
-        if past_key is None and nonpad is not None:
-            offset = bb.normalize(relax.op.subtract(nonpad, _const(q_len, _dtype(nonpad))))
-            if _dtype(offset) != "int64":
-                offset = bb.normalize(relax.op.astype(offset, "int64"))
-        else:
-            offset = _shape(past_key)[2] if past_key is not None else 0
-
-        def add(a, b):
-            return b if a is None else bb.normalize(relax.op.add(a, b))
-
-        if is_causal:
-            bias = add(bias, cls._position_bias(
-                bb, q_len, kv_len, offset, dtype,
-                lambda d, relax=False: relax_op_ge(d, 0) if relax else d >= 0))
-        if left >= 0 or right >= 0:
-            def window(d, relax=False):
-                conds = []
-                if left >= 0:
-                    conds.append(relax_op_le(d, left) if relax else d <= left)
-                if right >= 0:
-                    conds.append(relax_op_ge(d, -right) if relax else d >= -right)
-                if relax:
-                    return conds[0] if len(conds) == 1 else tvm.relax.op.logical_and(*conds)
-                return np.logical_and.reduce(conds)
-            bias = add(bias, cls._position_bias(bb, q_len, kv_len, offset, dtype, window))
-        if nonpad is not None:
-            keys = _const(np.arange(kv_len).reshape(1, kv_len), "int64")
-            lengths = relax.op.reshape(relax.op.astype(nonpad, "int64"), (batch, 1))
-            valid = relax.op.less(keys, lengths)
-            pad_bias = relax.op.where(valid, _const(0, dtype), _const(-np.inf, dtype))
-            bias = add(bias, bb.normalize(relax.op.reshape(pad_bias, (batch, 1, 1, kv_len))))
-
-        if q_heads != kv_heads and q_heads % kv_heads == 0:
-            reps = q_heads // kv_heads
-            k = bb.normalize(relax.op.repeat(k, reps, axis=1))
-            v = bb.normalize(relax.op.repeat(v, reps, axis=1))
-
-        qk = relax.op.matmul(
-            relax.op.multiply(q, sqrt_scale),
-            relax.op.permute_dims(relax.op.multiply(k, sqrt_scale), [0, 1, 3, 2]),
-        )
-        qk = bb.normalize(qk)
-        if softcap is not None and float(softcap) > 0:
-            cap = _const(float(softcap), dtype)
-            qk = bb.normalize(relax.op.multiply(relax.op.tanh(relax.op.divide(qk, cap)), cap))
-        scores = qk if bias is None else bb.normalize(relax.op.add(qk, bias))
-        qk_out = scores if mode == 2 else qk
-
-        precision = attr.get("softmax_precision")
-        if precision is not None:
-            scores = bb.normalize(relax.op.astype(scores, _onnx_dtype_name(int(precision))))
-        probs = bb.normalize(relax.op.nn.softmax(scores, axis=-1))
-        if bias is not None:
-            # rows where every key is masked attend to nothing: zeros, not NaN
-            row_max = relax.op.max(bias, axis=-1, keepdims=True)
-            masked = relax.op.equal(row_max, _const(-np.inf, dtype))
-            probs = bb.normalize(relax.op.where(masked, _const(0, _dtype(probs)), probs))
-        if mode == 3:
-            qk_out = probs
-        if _dtype(qk_out) != dtype:
-            qk_out = relax.op.astype(qk_out, dtype)
-        if _dtype(probs) != dtype:
-            probs = bb.normalize(relax.op.astype(probs, dtype))
-
-        y = bb.normalize(relax.op.matmul(probs, v))
-        if rank == 3:
-            y = bb.normalize(relax.op.permute_dims(y, [0, 2, 1, 3]))
-            y = bb.normalize(relax.op.reshape(y, (batch, q_len, -1)))
-        return relax.Tuple([y, present_key, present_value, bb.normalize(qk_out)])
-
-
-def relax_op_ge(a, value):
-    return relax.op.greater_equal(a, _const(value, "int64"))
-
-
-def relax_op_le(a, value):
-    return relax.op.less_equal(a, _const(value, "int64"))
-
-
-# --------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------
 
@@ -510,7 +336,7 @@ class BlackmanWindow(_Window):
 
 
 # --------------------------------------------------------------------------
-# Sequence reversal and rotary embeddings
+# Sequence reversal
 # --------------------------------------------------------------------------
 
 
@@ -534,55 +360,6 @@ class ReverseSequence(OnnxOpConverter):
         idx = relax.op.where(relax.op.less(t, n), rev, t)
         idx = bb.normalize(relax.op.broadcast_to(idx, shape))
         return relax.op.gather_elements(data, idx, axis=time_axis)
-
-
-class RotaryEmbedding(OnnxOpConverter):
-    """RotaryEmbedding (opset 23): rotate the first ``rotary_embedding_dim``
-    features of every head by the cos/sin caches (optionally indexed by
-    ``position_ids``), halves or interleaved pairs."""
-
-    @classmethod
-    def _impl_v23(cls, bb, inputs, attr, params):
-        x, cos, sin, pos = inputs[0], inputs[1], inputs[2], inputs[3]
-        shape = _shape(x)
-        interleaved = bool(attr.get("interleaved", 0))
-        if len(shape) == 4:  # (B, H, S, D) -> (B, S, H, D)
-            x = bb.normalize(relax.op.permute_dims(x, [0, 2, 1, 3]))
-        else:
-            heads = int(attr.get("num_heads", 0))
-            if heads <= 0:
-                raise ValueError("3-D input needs the num_heads attribute")
-            b, s, hidden = shape
-            x = bb.normalize(relax.op.reshape(x, (b, s, heads, hidden // heads)))
-        b, s, h, d = _shape(x)
-        rot = int(attr.get("rotary_embedding_dim", 0)) or d
-        if pos is not None:
-            cos = relax.op.take(cos, pos, axis=0)
-            sin = relax.op.take(sin, pos, axis=0)
-        cos = bb.normalize(relax.op.expand_dims(cos, 2))
-        sin = bb.normalize(relax.op.expand_dims(sin, 2))
-        x_rot = bb.normalize(relax.op.strided_slice(x, [3], [0], [rot]))
-        if interleaved:
-            x1 = relax.op.strided_slice(x_rot, [3], [0], [rot], [2])
-            x2 = relax.op.strided_slice(x_rot, [3], [1], [rot], [2])
-        else:
-            x1 = relax.op.strided_slice(x_rot, [3], [0], [rot // 2])
-            x2 = relax.op.strided_slice(x_rot, [3], [rot // 2], [rot])
-        x1, x2 = bb.normalize(x1), bb.normalize(x2)
-        real = relax.op.subtract(relax.op.multiply(cos, x1), relax.op.multiply(sin, x2))
-        imag = relax.op.add(relax.op.multiply(sin, x1), relax.op.multiply(cos, x2))
-        if interleaved:
-            pair = relax.op.stack([real, imag], axis=4)
-            rotated = relax.op.reshape(pair, (b, s, h, rot))
-        else:
-            rotated = relax.op.concat([real, imag], axis=3)
-        parts = [bb.normalize(rotated)]
-        if rot < d:
-            parts.append(bb.normalize(relax.op.strided_slice(x, [3], [rot], [d])))
-        out = bb.normalize(relax.op.concat(parts, axis=3)) if len(parts) > 1 else parts[0]
-        if len(shape) == 4:
-            return relax.op.permute_dims(out, [0, 2, 1, 3])
-        return relax.op.reshape(out, shape)
 
 
 # --------------------------------------------------------------------------
@@ -675,33 +452,6 @@ def _const_ints(expr, params, what: str) -> list[int]:
     raise ValueError(f"{what} must be a constant (it decides the output shape)")
 
 
-class CenterCropPad(OnnxOpConverter):
-    """Center crop (slice) or zero-pad every listed axis to ``shape`` (floor of half the difference first)."""
-
-    @classmethod
-    def _impl_v18(cls, bb, inputs, attr, params):
-        x = inputs[0]
-        dims = _shape(x)
-        target = _const_ints(inputs[1], params, "CenterCropPad shape")
-        axes = [a % len(dims) for a in attr.get("axes", range(len(dims)))]
-        begin, end, pad = [], [], [0] * (2 * len(dims))
-        crop_axes = []
-        for a, t in zip(axes, target):
-            if t < dims[a]:
-                start = (dims[a] - t) // 2
-                crop_axes.append(a)
-                begin.append(start)
-                end.append(start + t)
-            elif t > dims[a]:
-                before = (t - dims[a]) // 2
-                pad[2 * a], pad[2 * a + 1] = before, t - dims[a] - before
-        if crop_axes:
-            x = bb.normalize(relax.op.strided_slice(x, crop_axes, begin, end))
-        if any(pad):
-            x = relax.op.nn.pad(x, pad, pad_value=0.0)
-        return x
-
-
 class OneHot(OnnxOpConverter):
     """OneHot with runtime ``values`` (TVM wants them constant): negative indices wrap once,
     out-of-range ones match nothing."""
@@ -767,213 +517,6 @@ class CumProd(CumSum):
     scan = staticmethod(relax.op.cumprod)
 
 
-def _resize_coeffs(mode: str, ratio: np.ndarray, scale: float, antialias: bool, a: float) -> np.ndarray:
-    """Interpolation weights (len(ratio), taps) for the neighbours of each output point, as in
-    onnx's reference ``op_resize.py``; antialias stretches the kernel by 1 / scale when
-    downsampling and normalizes it."""
-    r = ratio[:, None]
-    if antialias:
-        s = min(scale, 1.0)
-        if mode == "linear":
-            start = int(np.floor(-1 / s) + 1)
-            args = (np.arange(start, 2 - start) - r) * s
-            c = np.clip(1 - np.abs(args), 0, 1)
-        else:
-            start = int(np.floor(-2 / s) + 1)
-            x = np.abs(s * (np.arange(start, 2 - start) - r))
-            c = np.where(x <= 1, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
-                         np.where(x < 2, a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a, 0.0))
-        return c / c.sum(axis=1, keepdims=True)
-    if mode == "linear":
-        return np.concatenate([1 - r, r], axis=1)
-    t = 1 - r
-    return np.concatenate([
-        ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
-        ((a + 2) * r - (a + 3)) * r * r + 1,
-        ((a + 2) * t - (a + 3)) * t * t + 1,
-        ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a], axis=1)
-
-
-def _resize_matrix(in_w: int, out_w: int, scale: float, attr, roi):
-    """Resize along one axis as ``y = M @ x + bias``: M is (out_w, in_w), bias is None or the
-    extrapolation value at the rows tf_crop_and_resize maps outside the input.  Coordinates,
-    neighbours (edge-clamped) and weights follow onnx's reference ``_interpolate_1d_along_axis``."""
-    def get(key, default):
-        v = attr.get(key, default)
-        return v.decode() if isinstance(v, bytes) else v
-
-    coord, mode = get("coordinate_transformation_mode", "half_pixel"), get("mode", "nearest")
-    out_f = scale * in_w
-    y = np.arange(out_w, dtype=np.float64)
-    outside = None
-    if coord == "align_corners":
-        x = np.zeros(out_w) if out_f == 1 else y * (in_w - 1) / (out_f - 1)
-    elif coord == "asymmetric":
-        x = y / scale
-    elif coord == "tf_crop_and_resize":
-        lo, hi = (0.0, 1.0) if roi is None else (float(roi[0]), float(roi[1]))
-        x = np.full(out_w, (hi - lo) * (in_w - 1) / 2) if out_f == 1 else y * (hi - lo) * (in_w - 1) / (out_f - 1)
-        x = x + lo * (in_w - 1)
-        outside = (x < 0) | (x > in_w - 1)
-    elif coord == "pytorch_half_pixel":
-        x = np.full(out_w, -0.5) if out_f == 1 else (y + 0.5) / scale - 0.5
-    elif coord == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    elif coord == "half_pixel_symmetric":
-        x = in_w / 2 * (1 - out_w / out_f) + (y + 0.5) / scale - 0.5
-    else:
-        raise ValueError(f"Resize coordinate_transformation_mode {coord!r} is not defined")
-    x_int = np.floor(x)
-    ratio = np.where(x == x_int, 1.0, x - x_int)  # an integer coordinate takes its left neighbour
-    coeffs = _resize_coeffs(mode, ratio, scale, bool(attr.get("antialias", 0)), float(attr.get("cubic_coeff_a", -0.75)))
-    n = coeffs.shape[1]
-    pad = int(np.ceil(n / 2))
-    xp = x + pad
-    p = np.floor(xp).astype(np.int64)
-    frac = xp - p
-    if n % 2 == 0:
-        offset = np.where(frac == 0, -(n // 2), -(n // 2) + 1)
-    else:
-        offset = np.where(frac <= 0.5, -((n - 1) // 2), -((n - 1) // 2) + 1)
-    idx = (p + offset)[:, None] + np.arange(n)[None, :] - pad
-    if int(attr.get("exclude_outside", 0)):
-        coeffs = np.where((idx < 0) | (idx >= in_w), 0.0, coeffs)
-        total = coeffs.sum(axis=1, keepdims=True)
-        coeffs = coeffs / np.where(total == 0, 1.0, total)
-    m = np.zeros((out_w, in_w))
-    np.add.at(m, (np.repeat(np.arange(out_w), n), np.clip(idx, 0, in_w - 1).reshape(-1)), coeffs.reshape(-1))
-    bias = None
-    if outside is not None and outside.any():
-        m[outside] = 0
-        bias = np.where(outside, float(attr.get("extrapolation_value", 0.0)), 0.0)
-    return m, bias
-
-
-class Resize(_tvm_onnx.Resize):
-    """Resize.  Linear and cubic modes on float data with constant scales/sizes are separable
-    per-axis interpolation matrices, applied as matmuls (exact, and they run on the device):
-    TVM's resize2d computes coordinates from the size ratio instead of the given scale, has no
-    antialias and no half_pixel_symmetric, and divides by zero for 1-pixel align_corners.  The
-    weights follow onnx's reference, so non-finite inputs spread NaN across each output's
-    whole row/column (0 * inf).
-
-    Otherwise (nearest) TVM's converter runs, after resolving the ``axes`` attribute and
-    ``keep_aspect_ratio_policy`` (opset 18+), which TVM does not read, into full-rank
-    constants (unlisted axes keep their size, roi 0..1; ``not_larger``/``not_smaller`` scale
-    all listed axes by the min/max ratio, sizes rounded half up)."""
-
-    @classmethod
-    def _separable(cls, bb, inputs, attr, params):
-        """The matmul form, or None when it does not apply (mode, dtype, non-constant inputs)."""
-        x = inputs[0]
-        mode = attr.get("mode", b"nearest")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        if mode not in ("linear", "cubic") or not _tvm_onnx._relax_dtype_is_floating_point(_dtype(x)):
-            return None
-        dims = _shape(x)
-        rank = len(dims)
-        given = []
-        for i in (1, 2, 3):
-            value = None if inputs[i] is None else _tvm_onnx.get_constant(inputs[i], params)
-            if inputs[i] is not None and not isinstance(value, tvm.ir.GenericConst):
-                return None
-            array = None if value is None else value.value.numpy().reshape(-1).astype(np.float64)
-            given.append(array if array is not None and array.size else None)
-        roi, scales, sizes = given
-        axes = [a % rank for a in attr.get("axes", range(rank))]
-        # per-axis scale and output size as in the reference's _interpolate_nd
-        scale, out = [1.0] * rank, list(dims)
-        if roi is not None:
-            full = [0.0] * rank + [1.0] * rank
-            for k, a in enumerate(axes):
-                full[a], full[rank + a] = roi[k], roi[len(axes) + k]
-            roi = full
-        if sizes is not None:
-            for k, a in enumerate(axes):
-                out[a] = int(sizes[k])
-                scale[a] = out[a] / dims[a]
-            policy = attr.get("keep_aspect_ratio_policy", b"stretch")
-            policy = policy.decode() if isinstance(policy, bytes) else policy
-            if policy != "stretch":
-                common = (min if policy == "not_larger" else max)(scale[a] for a in axes)
-                for a in axes:
-                    scale[a], out[a] = common, int(common * dims[a] + 0.5)
-        elif scales is not None:
-            for k, a in enumerate(axes):
-                scale[a] = float(scales[k])
-                out[a] = int(scale[a] * dims[a])
-        else:
-            raise ValueError("Resize needs scales or sizes")
-        dtype = _dtype(x)
-        work = dtype if dtype in ("float32", "float64") else "float32"
-        y = bb.normalize(relax.op.astype(x, work)) if work != dtype else x
-        for a in axes:
-            trivial_roi = roi is None or (np.isclose(roi[a], 0.0) and np.isclose(roi[a + rank], 1.0))
-            if np.isclose(scale[a], 1.0) and out[a] == dims[a] and trivial_roi:
-                continue  # identity along this axis (the reference skips it too)
-            m, bias = _resize_matrix(dims[a], out[a], scale[a], attr, None if roi is None else roi[a::rank])
-            if a == rank - 2:
-                y = bb.normalize(relax.op.matmul(_const(m, work), y))
-            else:
-                perm = [d for d in range(rank) if d != a] + [a]
-                if a != rank - 1:
-                    y = bb.normalize(relax.op.permute_dims(y, perm))
-                y = bb.normalize(relax.op.matmul(y, _const(m.T, work)))
-                if a != rank - 1:
-                    y = bb.normalize(relax.op.permute_dims(y, [int(i) for i in np.argsort(perm)]))
-            if bias is not None:
-                shape = [1] * rank
-                shape[a] = out[a]
-                y = bb.normalize(relax.op.add(y, _const(bias.reshape(shape), work)))
-        return relax.op.astype(y, dtype) if work != dtype else y
-
-    @classmethod
-    def _impl_v18(cls, bb, inputs, attr, params):
-        separable = cls._separable(bb, inputs, attr, params)
-        if separable is not None:
-            return separable
-        policy = attr.get("keep_aspect_ratio_policy", b"stretch")
-        policy = policy.decode() if isinstance(policy, bytes) else policy
-        if "axes" not in attr and policy == "stretch":
-            return super()._impl_v18(bb, inputs, attr, params)
-        dims = _shape(inputs[0])
-        rank = len(dims)
-        axes = [a % rank for a in attr.get("axes", range(rank))]
-
-        def const(i, dtype):
-            if inputs[i] is None:
-                return None
-            value = _tvm_onnx.get_constant(inputs[i], params)
-            if not isinstance(value, tvm.ir.GenericConst):
-                raise ValueError(f"Resize input {i} must be a constant")
-            array = value.value.numpy().reshape(-1).astype(dtype)
-            return array if array.size else None
-
-        roi, scales, sizes = const(1, "float32"), const(2, "float32"), const(3, "int64")
-        fixed = list(inputs)
-        if roi is not None:
-            full = np.array([0.0] * rank + [1.0] * rank, dtype="float32")
-            for k, a in enumerate(axes):
-                full[a], full[rank + a] = roi[k], roi[len(axes) + k]
-            fixed[1] = _const(full, "float32")
-        if scales is not None:
-            full = np.ones(rank, dtype="float32")
-            full[axes] = scales
-            fixed[2] = _const(full, "float32")
-        if sizes is not None:
-            full = np.array(dims, dtype="int64")
-            ratios = [sizes[k] / dims[a] for k, a in enumerate(axes)]
-            for k, a in enumerate(axes):
-                if policy == "stretch":
-                    full[a] = sizes[k]
-                else:
-                    r = min(ratios) if policy == "not_larger" else max(ratios)
-                    full[a] = int(np.floor(dims[a] * r + 0.5))
-            fixed[3] = _const(full, "int64")
-        attr = {k: v for k, v in attr.items() if k not in ("axes", "keep_aspect_ratio_policy")}
-        return super()._impl_v18(bb, _tvm_onnx.onnx_input(fixed), attr, params)
-
-
 # --------------------------------------------------------------------------
 # TVM converters with a wrong attribute convention
 # --------------------------------------------------------------------------
@@ -990,64 +533,6 @@ class BatchNormalization(_tvm_onnx.BatchNormalization):
         if int(attr.get("training_mode", 0)):
             attr = dict(attr, momentum=1.0 - float(attr.get("momentum", 0.9)))
         return super()._impl_v15(bb, inputs, attr, params)
-
-
-class SpaceToDepth(_tvm_onnx.SpaceToDepth):
-    """SpaceToDepth with ``mode`` (opset 28): CRD orders the output channels (c, bh, bw);
-    TVM ignores the attribute and always does DCR (bh, bw, c)."""
-
-    @classmethod
-    def _impl_v1(cls, bb, inputs, attr, params):
-        mode = attr.get("mode", b"DCR")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
-        if mode == "DCR":
-            return super()._impl_v1(bb, inputs, attr, params)
-        if mode != "CRD":
-            raise ValueError(f"SpaceToDepth mode must be DCR or CRD, got {mode!r}")
-        bs = int(attr["blocksize"])
-        b, c, h, w = _shape(inputs[0])
-        x = relax.op.reshape(inputs[0], (b, c, h // bs, bs, w // bs, bs))
-        x = relax.op.permute_dims(x, [0, 1, 3, 5, 2, 4])
-        return relax.op.reshape(x, (b, c * bs * bs, h // bs, w // bs))
-
-
-class ConvTranspose(_tvm_onnx.ConvTranspose):
-    """ConvTranspose with the ``output_shape`` attribute, which TVM ignores.
-
-    Per the spec, ``total = stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - out``
-    is split into pads (SAME_UPPER: the smaller half first, otherwise the larger half first;
-    ``auto_pad`` does not change the rule).  A negative total (output larger than the
-    convolution reaches) extends the output at the end as output_padding, as onnxruntime and
-    the reference do (both refuse an extension that reaches the stride)."""
-
-    @classmethod
-    def _impl_v1(cls, bb, inputs, attr, params):
-        if "output_shape" not in attr:
-            return super()._impl_v1(bb, inputs, attr, params)
-        x, w = inputs[0], inputs[1]
-        spatial = _shape(x)[2:]
-        n = len(spatial)
-        out = [int(v) for v in attr["output_shape"]][-n:]  # spatial dims (some exporters give N, C too)
-        kernel = [int(v) for v in attr.get("kernel_shape", _shape(w)[2:])]
-        strides = [int(v) for v in attr.get("strides", [1] * n)]
-        dilations = [int(v) for v in attr.get("dilations", [1] * n)]
-        out_pad = [int(v) for v in attr.get("output_padding", [0] * n)]
-        auto_pad = attr.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-        begin, end, extra = [], [], []
-        for i in range(n):
-            total = strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * dilations[i] + 1 - out[i]
-            first = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            begin.append(max(first, 0))
-            end.append(max(total - first, 0))
-            extra.append(max(-total, 0))
-            if extra[i] and out_pad[i] + extra[i] >= strides[i]:  # onnxruntime and the reference refuse it too
-                raise ValueError(f"ConvTranspose output_shape {out} is inconsistent with the input size {spatial}: "
-                                 f"axis {i} would need output_padding {out_pad[i] + extra[i]} >= stride {strides[i]}")
-        attr = {k: v for k, v in attr.items() if k not in ("output_shape", "auto_pad")}
-        attr["pads"] = begin + end
-        attr["output_padding"] = [p + e for p, e in zip(out_pad, extra)]
-        return super()._impl_v1(bb, inputs, attr, params)
 
 
 class NonMaxSuppression(_tvm_onnx.NonMaxSuppression):
@@ -1070,49 +555,10 @@ class NonMaxSuppression(_tvm_onnx.NonMaxSuppression):
         return super()._impl_v10(bb, _tvm_onnx.onnx_input(fixed), attr, params)
 
 
-def explicit_pads(op: str, attr, x_shape, w_shape):
-    """``attr`` with ``auto_pad`` resolved into explicit ``pads`` (shapes are static).
-
-    TVM's Conv converter pads SAME_UPPER / SAME_LOWER through an opaque ``call_tir``
-    that neither the device nor forge_fe's CPU fallback can run.  SAME pads a total of
-    ``max((ceil(in / s) - 1) * s + (k - 1) * d + 1 - in, 0)``, the odd one at the end
-    (SAME_UPPER) or the beginning (SAME_LOWER)."""
-    attr = dict(attr)
-    mode = attr.pop("auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode == "NOTSET":
-        return attr
-    spatial = x_shape[2:]
-    d = len(spatial)
-    kernel = list(attr.get("kernel_shape", w_shape[2:]))
-    strides, dilations = list(attr.get("strides", [1] * d)), list(attr.get("dilations", [1] * d))
-    if mode == "VALID":
-        attr["pads"] = [0] * (2 * d)
-    elif mode in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((-(-size // s) - 1) * s + (k - 1) * dil + 1 - size, 0)
-                  for size, k, s, dil in zip(spatial, kernel, strides, dilations)]
-        small = [t // 2 for t in totals]
-        begin = small if mode == "SAME_UPPER" else [t - b for t, b in zip(totals, small)]
-        attr["pads"] = begin + [t - b for t, b in zip(totals, begin)]
-    else:
-        raise ValueError(f"{op}: attribute auto_pad={mode!r} (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
-    return attr
-
-class Conv(_tvm_onnx.Conv):
-    """Conv with ``auto_pad`` resolved into explicit pads first (see :func:`explicit_pads`)."""
-
-    @classmethod
-    def _impl_v11(cls, bb, inputs, attr, params):
-        attr = explicit_pads("Conv", attr, _shape(inputs[0]), _shape(inputs[1]))
-        return super()._impl_v11(bb, inputs, attr, params)
-
-
 #: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
 EXTRA_CONVERTERS: dict[str, type] = {
-    "Conv": Conv,
     "Constant": Constant,
     "Concat": Concat,
-    "Attention": Attention,
     "NegativeLogLikelihoodLoss": NegativeLogLikelihoodLoss,
     "SoftmaxCrossEntropyLoss": SoftmaxCrossEntropyLoss,
     "LayerNormalization": LayerNormalization,
@@ -1127,19 +573,14 @@ EXTRA_CONVERTERS: dict[str, type] = {
     "HammingWindow": HammingWindow,
     "BlackmanWindow": BlackmanWindow,
     "ReverseSequence": ReverseSequence,
-    "RotaryEmbedding": RotaryEmbedding,
     "IsInf": IsInf,
     "BitShift": BitShift,
-    "CenterCropPad": CenterCropPad,
     "OneHot": OneHot,
     "EyeLike": EyeLike,
     "Elu": Elu,
     "CumSum": CumSum,
     "CumProd": CumProd,
-    "Resize": Resize,
     "Mod": Mod,
     "BatchNormalization": BatchNormalization,
-    "SpaceToDepth": SpaceToDepth,
-    "ConvTranspose": ConvTranspose,
     "NonMaxSuppression": NonMaxSuppression,
 }

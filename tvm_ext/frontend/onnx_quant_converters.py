@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 from tvm import relax
-from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import Conv, OnnxOpConverter, _const, _dtype, _shape
+from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _shape
+from .onnx_spatial_converters import Conv
 
 #: integer element types of quantized tensors (the float8 types of opset 21 are not supported)
 _QUANT_DTYPES = ("int8", "uint8")
