@@ -130,15 +130,16 @@ def _as_arrays(sample_inputs) -> tuple[list[np.ndarray], dict | None]:
     if isinstance(sample_inputs, dict):          # a keras model called with a dict of named inputs
         sample_inputs = [sample_inputs]
     leaves, tree = structure.flatten_inputs(list(sample_inputs))
-    names = structure.leaf_names(tree) if tree is not None else [f"input {i}" for i in range(len(leaves))]
+    labels = ([f"sample input '{n}'" for n in structure.leaf_names(tree)] if tree is not None
+              else [f"sample input {i}" for i in range(len(leaves))])
     out = []
-    for name, x in zip(names, leaves):
+    for label, x in zip(labels, leaves):
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         elif hasattr(x, "numpy") and not isinstance(x, np.ndarray):
             x = x.numpy()
         if not isinstance(x, (np.ndarray, np.generic)):
-            raise FrontendError(f"sample input '{name}' is a {type(x).__name__}, expected a numpy array or tf.Tensor")
+            raise FrontendError(f"{label} is a {type(x).__name__}, expected a numpy array or tf.Tensor")
         out.append(np.asarray(x))
     if not out:
         raise FrontendError("no sample inputs were given", "pass one array per model input, e.g. [x]")
