@@ -1209,14 +1209,6 @@ def test_tensor_scatter_matches_the_reference_exactly(mode, axis):
 # --------------------------------------------------------------------------
 
 
-def _conv_fix_model(node, feeds, outputs, opset, initializers=()):
-    graph = oh.make_graph([node], "g", [vi(k, v.shape, oh.np_dtype_to_tensor_dtype(v.dtype)) for k, v in feeds.items()],
-                          outputs, list(initializers))
-    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)], ir_version=10)
-    onnx.checker.check_model(model)
-    return model
-
-
 def _conv_fix_forge(model, feeds):
     import forge_fe
 
@@ -1240,7 +1232,7 @@ def test_batchnorm_training_running_stats_use_onnx_momentum():
              "mean": rng.standard_normal(3).astype("float32"), "var": rng.random(3).astype("float32")}
     node = oh.make_node("BatchNormalization", list(feeds), ["y", "rm", "rv"], training_mode=1, momentum=0.7,
                         epsilon=1e-3)
-    model = _conv_fix_model(node, feeds, [vi("y", [2, 3, 4, 5]), vi("rm", [3]), vi("rv", [3])], 15)
+    model = _node_model(node, feeds, [vi("y", [2, 3, 4, 5]), vi("rm", [3]), vi("rv", [3])], 15)
     _, got = _conv_fix_forge(model, feeds)
     for g, w in zip(got, _conv_fix_reference(model, feeds)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
@@ -1253,7 +1245,7 @@ def test_mod_fmod0_float_is_numpy_mod_bit_for_bit(dtype):
     x = np.array([0, -0, 0, -0, -3, 3, -1, 1, np.inf, -np.inf, 1, 1, np.nan, 1, 5.5, -5.5, 4, -4], dtype)
     y = np.array([-2, 2, 2, -2, np.inf, np.inf, -np.inf, -np.inf, 2, 2, 0, -0.0, 2, np.nan, 2, 2, -2, 2], dtype)
     x[1], x[3] = -0.0, -0.0
-    model = _conv_fix_model(oh.make_node("Mod", ["x", "y"], ["z"], fmod=0), {"x": x, "y": y},
+    model = _node_model(oh.make_node("Mod", ["x", "y"], ["z"], fmod=0), {"x": x, "y": y},
                             [vi("z", [len(x)], oh.np_dtype_to_tensor_dtype(np.dtype(dtype)))], 13)
     _, (got,) = _conv_fix_forge(model, {"x": x, "y": y})
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1267,7 +1259,7 @@ def test_mod_fmod0_float_is_numpy_mod_bit_for_bit(dtype):
 def test_space_to_depth_mode(mode):
     """CRD orders output channels (c, bh, bw), DCR (bh, bw, c); a permutation, so exact."""
     x = np.arange(2 * 3 * 4 * 6, dtype="float32").reshape(2, 3, 4, 6)
-    model = _conv_fix_model(oh.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode=mode), {"x": x},
+    model = _node_model(oh.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode=mode), {"x": x},
                             [vi("y", [2, 12, 2, 3])], 28)
     _, (got,) = _conv_fix_forge(model, {"x": x})
     np.testing.assert_array_equal(got, _conv_fix_reference(model, {"x": x})[0])
@@ -1286,7 +1278,7 @@ def test_conv_transpose_output_shape(output_shape):
              "w": rng.standard_normal((2, 3, 3, 3)).astype("float32"),
              "b": rng.standard_normal(3).astype("float32")}
     node = oh.make_node("ConvTranspose", list(feeds), ["y"], strides=[3, 2], output_shape=output_shape)
-    model = _conv_fix_model(node, feeds, [vi("y", [1, 3] + output_shape)], 11)
+    model = _node_model(node, feeds, [vi("y", [1, 3] + output_shape)], 11)
     inputs = list(feeds.values())
     if output_shape[0] - 9 >= 3:   # an extension of a whole stride: onnxruntime and the reference refuse it too
         with pytest.raises(Exception, match="inconsistent with the input size"):
@@ -1306,7 +1298,7 @@ def test_nms_suppresses_only_strictly_above_the_threshold(iou_threshold, kept):
     feeds = {"boxes": np.array([[[0, 0, 1, 1], [0.5, 0.5, 1.5, 1.5]]], "float32"),
              "scores": np.array([[[0.9, 0.8]]], "float32"), "max_boxes": np.array([3], "int64"),
              "iou": np.array([iou_threshold], "float32"), "score": np.array([0.0], "float32")}
-    model = _conv_fix_model(oh.make_node("NonMaxSuppression", list(feeds), ["sel"]), feeds,
+    model = _node_model(oh.make_node("NonMaxSuppression", list(feeds), ["sel"]), feeds,
                             [vi("sel", ["n", 3], TP.INT64)], 11)
     got = ForgeBackend.prepare(model).run(list(feeds.values()))[0]   # specializes the threshold inputs
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -1350,7 +1342,7 @@ def test_resize_separable_matches_the_reference(case):
         inits.append(nh.from_array(np.array(given["sizes"], "int64"), "sizes"))
         names += ["", "sizes"]
     out = vi("y", [f"d{i}" for i in range(len(shape))])
-    model = _conv_fix_model(oh.make_node("Resize", names, ["y"], **attrs), {"x": x}, [out], 19, inits)
+    model = _node_model(oh.make_node("Resize", names, ["y"], **attrs), {"x": x}, [out], 19, inits)
     cm, (got,) = _conv_fix_forge(model, {"x": x})
     want = _conv_fix_reference(model, {"x": x})[0]
     assert got.shape == want.shape
