@@ -302,3 +302,16 @@ def test_advanced_indexing_with_negative_run_time_indices():
     cm = forge_fe.compile(Pick(), [x, rows, cols])
     assert any(r["op"] == "relax.index_tensor" for r in cm.report.placement)
     forge_fe.verify([x, rows, cols], Pick(), cm)
+
+
+def test_bfloat16_values_cross_into_cpu_segments():
+    """A bfloat16 tensor handed to a TVM CPU segment (numpy has no bf16: it goes through ml_dtypes)."""
+    class Bf16(nn.Module):
+        def forward(self, x):
+            return torch.relu(x) * 2
+
+    x = torch.randn(4, 8).to(torch.bfloat16)
+    cm = forge_fe.compile(Bf16(), [x], compiler_cfg=CompilerConfig(cpu_fallback_ops={"relu"}))
+    assert {r["where"] for r in cm.report.placement if r["op"] == "relax.nn.relu"} == {"cpu"}
+    out = cm(x)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, Bf16()(x))
