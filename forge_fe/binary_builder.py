@@ -64,7 +64,13 @@ def compile_cpu_segment(seg) -> bytes:
 
 
 def _desc(name, ty) -> bm.TensorDesc:
-    return bm.TensorDesc(name=name, shape=tuple(int(d) for d in ty.shape.values), dtype=str(ty.dtype))
+    """A CPU segment's tensor; -1 marks a dim only the run decides (unique, nonzero: those values
+    stay on the CPU, since device programs are compiled for static shapes)."""
+    if ty.shape is None:
+        raise CompileError("binary", f"CPU segment value '{name}' has no known rank",
+                           "forge_fe needs a static rank for every value that crosses a segment")
+    dims = tuple(int(d) if isinstance(d, tvm.ir.prim.expr.IntImm) else -1 for d in ty.shape.values)
+    return bm.TensorDesc(name=name, shape=dims, dtype=str(ty.dtype))
 
 
 def build_binary(ctx) -> bm.Binary:

@@ -315,3 +315,24 @@ def test_bfloat16_values_cross_into_cpu_segments():
     assert {r["where"] for r in cm.report.placement if r["op"] == "relax.nn.relu"} == {"cpu"}
     out = cm(x)
     assert out.dtype == torch.bfloat16 and torch.equal(out, Bf16()(x))
+
+
+def test_value_dependent_output_shapes_run_on_the_cpu(tmp_path):
+    """ONNX Compress (nonzero + take): its output length depends on the condition's values, so it
+    runs on the CPU while the static part stays on the device; each call gets its own length."""
+    import onnx
+    from onnx import TensorProto as T, helper as oh
+    nodes = [oh.make_node("Relu", ["x"], ["r"]), oh.make_node("Compress", ["r", "keep"], ["y"], axis=0)]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", T.FLOAT, [4, 3]),
+                                       oh.make_tensor_value_info("keep", T.BOOL, [4])],
+                          [oh.make_tensor_value_info("y", T.FLOAT, ["n", 3])])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 11)])
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    cm = forge_fe.compile(model, [x, np.array([1, 0, 1, 1], bool)])
+    where = {r["op"]: r["where"] for r in cm.report.placement}
+    assert where["relax.nn.relu"] == "device" and where["relax.nonzero"] == "cpu"
+    cm.save(str(tmp_path / "c.ttb"))
+    loaded = forge_fe.load(str(tmp_path / "c.ttb"))
+    for keep in ([1, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]):
+        keep = np.array(keep, bool)
+        np.testing.assert_array_equal(loaded(x, keep), np.maximum(x, 0)[keep])

@@ -67,7 +67,7 @@ def canonical_op_name(relax_name: str) -> str:
 _SORT_SCAN_OPS = {"relax.topk", "relax.sort", "relax.argsort", "relax.cumsum", "relax.cumprod"}
 
 #: ops tvm.compile lowers to VM builtins in its LowerRuntimeBuiltin pass (memory.view: ONNX BitCast)
-_RUNTIME_BUILTIN_OPS = {"relax.memory.view"}
+_RUNTIME_BUILTIN_OPS = {"relax.memory.view", "relax.unique", "relax.nonzero"}
 
 
 def _cpu_can_run(call) -> bool:
@@ -98,6 +98,8 @@ def place_call(call, cpu_fallback_ops: set[str]) -> tuple[str, str, str]:
                 element_type(str(ty.dtype))
             except ValueError:
                 return CPU, forge.name, f"dtype {ty.dtype} has no device element type"
+            if ty.shape is None or not all(isinstance(d, tvm.ir.prim.expr.IntImm) for d in ty.shape.values):
+                return CPU, forge.name, "a shape decided at run time (device programs are compiled for static shapes)"
     return DEVICE, forge.name, "supported"
 
 
@@ -107,6 +109,40 @@ def _plumbing_sources(v) -> list:
     if isinstance(v, relax.Tuple):
         return list(v.fields)
     return [v]
+
+
+def _schedule_by_placement(bindings, where):
+    """A topological order of the (pure) bindings that switches between device and CPU as rarely as
+    a greedy list schedule can: keep taking the earliest ready binding of the current placement,
+    switch only when none is ready. Dependencies include symbolic dims (a match_cast defines them),
+    so a value-dependent shape never has to cross a segment boundary."""
+    import heapq
+    producer = {}
+    for i, b in enumerate(bindings):
+        producer[b.var] = i
+        if isinstance(b, relax.MatchCast):
+            producer.update((tv, i) for tv in relax.analysis.definable_tir_vars_in_type(b.var.ty))
+    users = [[] for _ in bindings]
+    pending = [0] * len(bindings)
+    for i, b in enumerate(bindings):
+        for j in {producer[u] for u in relax.analysis.free_vars(b.value) if u in producer}:
+            users[j].append(i)
+            pending[i] += 1
+    ready = {DEVICE: [], CPU: []}
+    for i in range(len(bindings)):
+        if not pending[i]:
+            heapq.heappush(ready[where[bindings[i].var]], i)
+    order, current = [], where[bindings[0].var] if bindings else DEVICE
+    while ready[DEVICE] or ready[CPU]:
+        if not ready[current]:
+            current = CPU if current == DEVICE else DEVICE
+        i = heapq.heappop(ready[current])
+        order.append(bindings[i])
+        for k in users[i]:
+            pending[k] -= 1
+            if not pending[k]:
+                heapq.heappush(ready[where[bindings[k].var]], k)
+    return order
 
 
 def _hoist_plumbing(bindings):
@@ -199,7 +235,8 @@ def partition(mod: tvm.IRModule, cpu_fallback_ops: set[str]) -> Partition:
         elif b.var not in where:
             where[b.var] = CPU
 
-    # 2. segments = maximal runs of equal placement
+    # 2. segments = maximal runs of equal placement, after an order that makes the runs long
+    bindings = _schedule_by_placement(bindings, where)
     segments: list[Segment] = []
     for b in bindings:
         w = where[b.var]
@@ -220,6 +257,11 @@ def partition(mod: tvm.IRModule, cpu_fallback_ops: set[str]) -> Partition:
     for o in main_outputs:
         for u in relax.analysis.free_vars(o) if not isinstance(o, relax.Var) else [o]:
             used_after.setdefault(u, set()).add(len(segments))
+    # Symbolic dims (a match_cast of nonzero's result) are defined by the segment holding the match_cast.
+    for i, s in enumerate(segments):
+        for b in s.bindings:
+            if isinstance(b, relax.MatchCast):
+                defined_in.update((tv, i) for tv in relax.analysis.definable_tir_vars_in_type(b.var.ty))
     for i, s in enumerate(segments):
         seen = set()
         for b in s.bindings:

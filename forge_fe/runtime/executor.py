@@ -214,7 +214,7 @@ class CpuSegment:
             for x, desc in zip(inputs, self.seg.inputs):
                 want = torch_dtype(desc.dtype, f"CPU segment '{self.seg.name}' input '{desc.name}'")
                 x = x.to(want) if x.dtype != want else x
-                args.append(self._tvm.runtime.tensor(np.ascontiguousarray(to_numpy(x))))   # bf16 via ml_dtypes
+                args.append(self._tvm.runtime.tensor(np.asarray(to_numpy(x), order="C")))   # bf16 via ml_dtypes
             out = self.vm[self.seg.entry](*args)
             outs = list(out) if not hasattr(out, "numpy") else [out]
             return [to_torch(o.numpy(), f"CPU segment '{self.seg.name}' output") for o in outs]
