@@ -543,9 +543,15 @@ class NonMaxSuppression(_tvm_onnx.NonMaxSuppression):
     ``iou >= nextafter(t, inf)``, so the (constant) threshold is moved up one ulp.  A missing
     threshold is 0, as in ONNX (TVM would use 0.5)."""
 
+    _SCALARS = {2: "max_output_boxes_per_class", 3: "iou_threshold", 4: "score_threshold"}
+
     @classmethod
     def _impl_v10(cls, bb, inputs, attr, params):
         fixed = list(inputs) + [None] * (5 - len(inputs))
+        for k, what in cls._SCALARS.items():   # TVM would silently use its defaults for run-time values
+            if fixed[k] is not None and not isinstance(_tvm_onnx.get_constant(fixed[k], params), tvm.ir.GenericConst):
+                raise ValueError(f"NonMaxSuppression with a run-time {what} is not supported: give it as an "
+                                 "initializer or Constant")
         thr = fixed[3]
         value = _tvm_onnx.get_constant(thr, params) if thr is not None else None
         if thr is None or isinstance(value, tvm.ir.GenericConst):
