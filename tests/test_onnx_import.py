@@ -1348,3 +1348,125 @@ def test_resize_separable_matches_the_reference(case):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert {p["op"] for p in cm.report.placement if p["where"] == "cpu"} == set()
+
+
+def test_nms_with_run_time_thresholds_is_refused_not_defaulted():
+    """TVM's NonMaxSuppression converter silently replaces a non-constant threshold by its default."""
+    import forge_fe
+    from forge_fe.errors import FrontendError
+    node = oh.make_node("NonMaxSuppression", ["boxes", "scores", "max_boxes", "iou"], ["picked"], name="nms")
+    graph = oh.make_graph([node], "g", [vi("boxes", [1, 3, 4], onnx.TensorProto.FLOAT),
+                                        vi("scores", [1, 1, 3], onnx.TensorProto.FLOAT),
+                                        vi("iou", [1], onnx.TensorProto.FLOAT)],
+                          [vi("picked", [3, 3], onnx.TensorProto.INT64)],
+                          [onnx.numpy_helper.from_array(np.array([3], np.int64), "max_boxes")])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 11)], ir_version=10)
+    feeds = [np.random.default_rng(0).random((1, 3, 4)).astype(np.float32),
+             np.random.default_rng(1).random((1, 1, 3)).astype(np.float32), np.array([0.5], np.float32)]
+    with pytest.raises(FrontendError, match="nms.*run-time iou_threshold"):
+        forge_fe.compile(model, feeds)
+
+
+# --------------------------------------------------------------------------
+# Signal ops (tvm_ext/frontend/onnx_signal_converters.py): DFT and STFT as matmuls with constant
+# cos/sin matrices on the device, MelWeightMatrix as a constant; through forge_fe.compile
+# --------------------------------------------------------------------------
+
+
+def _signal_model(node, feeds, out_shape, opset, initializers=()):
+    return _node_model(node, feeds, [vi("y", list(out_shape))], opset, initializers)
+
+
+def _assert_matmuls_on_device(cm):
+    rows = cm.report.placement
+    assert any(p["op"] == "relax.matmul" for p in rows)
+    assert all(p["where"] == "device" for p in rows), [p for p in rows if p["where"] != "device"]
+
+
+def test_dft_real_onesided_middle_axis_padded():
+    """rfft along axis 1 of a rank-4 input, zero-padded from 6 to dft_length 9 (opset 20: axis and
+    dft_length are inputs): 5 bins.  Against onnxruntime and numpy.fft.rfft (float64): float32 sums
+    of 6 products of unit-size values, so atol 1e-5."""
+    import forge_fe
+
+    x = np.random.default_rng(3).standard_normal((2, 6, 3, 1)).astype("float32")
+    inits = [const("n", np.array(9, np.int64)), const("axis", np.array(1, np.int64))]
+    model = _signal_model(oh.make_node("DFT", ["x", "n", "axis"], ["y"], onesided=1), {"x": x}, (2, 5, 3, 2), 20,
+                          inits)
+    cm = forge_fe.compile(model, [x])
+    forge_fe.verify([x], model, cm, pcc_min=0.999)
+    want = np.fft.rfft(x[..., 0].astype(np.float64), n=9, axis=1)
+    np.testing.assert_allclose(np.asarray(cm(x)), np.stack([want.real, want.imag], -1), rtol=0, atol=1e-5)
+    _assert_matmuls_on_device(cm)
+
+
+@pytest.mark.parametrize("onesided, n, out_len", [(0, None, 5), (0, 4, 4), (1, None, 8), (1, 7, 7)],
+                         ids=["ifft", "ifft_truncated", "irfft", "irfft_odd"])
+def test_dft_complex_inverse(onesided, n, out_len):
+    """Inverse DFT of a complex [2, 5, 3, 2] input along axis 1 (opset 17 attribute), full (ifft,
+    optionally truncated to 4 samples) or onesided (irfft: a real [.., n, .., 1] signal from 5
+    Hermitian bins, n = 8 by default).  Against numpy.fft (float64) with atol 1e-6 (float32 sums of 5
+    products, scaled by 1/n); ifft also against onnxruntime (whose odd-length irfft differs from
+    numpy's and onnx's reference by up to 0.5 here, so not for irfft)."""
+    import forge_fe
+
+    x = np.random.default_rng(4).standard_normal((2, 5, 3, 2)).astype("float32")
+    inits = [const("n", np.array(n, np.int64))] if n else []
+    node = oh.make_node("DFT", ["x", "n"] if n else ["x"], ["y"], inverse=1, onesided=onesided, axis=1)
+    model = _signal_model(node, {"x": x}, (2, out_len, 3, 1 if onesided else 2), 17, inits)
+    cm = forge_fe.compile(model, [x])
+    z = x[..., 0].astype(np.float64) + 1j * x[..., 1]
+    if onesided:
+        want = np.fft.irfft(z, n=out_len, axis=1)[..., None]
+    else:
+        want = np.fft.ifft(z, n=out_len, axis=1)
+        want = np.stack([want.real, want.imag], -1)
+        forge_fe.verify([x], model, cm, pcc_min=0.999)
+    np.testing.assert_allclose(np.asarray(cm(x)), want, rtol=0, atol=1e-6)
+    _assert_matmuls_on_device(cm)
+
+
+def test_stft_with_window():
+    """STFT of two 64-sample signals, a 16-point Hann window every 6 samples (gcd 2: the frames are 8
+    strided slices of 2-sample blocks), onesided: [2, 9, 9, 2].  Against onnxruntime, and onnx's
+    reference with atol 1e-5 (float32 sums of 16 products)."""
+    import forge_fe
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(5)
+    feeds = {"s": rng.standard_normal((2, 64, 1)).astype("float32"), "w": np.hanning(16).astype("float32")}
+    model = _signal_model(oh.make_node("STFT", ["s", "step", "w"], ["y"]), feeds, (2, 9, 9, 2), 17,
+                          [const("step", np.array(6, np.int64))])
+    inputs = list(feeds.values())
+    cm = forge_fe.compile(model, inputs)
+    forge_fe.verify(inputs, model, cm, pcc_min=0.999)
+    want = ReferenceEvaluator(model).run(None, feeds)[0]
+    np.testing.assert_allclose(np.asarray(cm(*inputs)), want, rtol=0, atol=1e-5)
+    _assert_matmuls_on_device(cm)
+
+
+def test_mel_weight_matrix_is_the_reference_constant():
+    """All inputs constant: the matrix is computed as onnx's reference does, bit for bit, in the
+    requested output_datatype."""
+    from onnx.reference import ReferenceEvaluator
+
+    inits = [const("bins", np.array(10, np.int32)), const("n", np.array(64, np.int32)),
+             const("rate", np.array(16000, np.int32)), const("lo", np.array(20.0, np.float32)),
+             const("hi", np.array(7600.0, np.float32))]
+    node = oh.make_node("MelWeightMatrix", ["bins", "n", "rate", "lo", "hi"], ["y"], output_datatype=TP.DOUBLE)
+    graph = oh.make_graph([node], "g", [], [vi("y", [33, 10], TP.DOUBLE)], inits)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=10)
+    mod, params = from_onnx(model, {}, {})
+    (got,) = run_tvm(mod, params, {})
+    want = ReferenceEvaluator(model).run(None, {})[0]
+    assert got.dtype == want.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_dft_run_time_length_is_refused_naming_the_node():
+    import forge_fe
+
+    feeds = {"x": np.zeros((2, 8, 1), np.float32), "n": np.array(8, np.int64)}
+    model = _node_model(oh.make_node("DFT", ["x", "n"], ["y"], axis=1, name="dft0"), feeds, [vi("y", [2, 8, 2])], 17)
+    with pytest.raises(FrontendError, match="dft0.*dft_length must be a constant"):
+        forge_fe.compile(model, list(feeds.values()))

@@ -491,12 +491,14 @@ def convert_map() -> dict:
     from .onnx_quant_converters import QUANT_CONVERTERS
     from .onnx_rnn_converters import RNN_CONVERTERS
     from .onnx_scan_converters import SCAN_CONVERTERS
+    from .onnx_signal_converters import SIGNAL_CONVERTERS
     from .onnx_spatial_converters import SPATIAL_CONVERTERS
     from .onnx_tensor_converters import TENSOR_CONVERTERS
 
     merged = dict(_ORIGINAL_GET_CONVERT_MAP())
     for converters in (FIXED_CONVERTERS, EXTRA_CONVERTERS, ATTENTION_CONVERTERS, SPATIAL_CONVERTERS, RNN_CONVERTERS,
-                       SCAN_CONVERTERS, LINEAR_ATTENTION_CONVERTERS, QUANT_CONVERTERS, TENSOR_CONVERTERS):
+                       SCAN_CONVERTERS, LINEAR_ATTENTION_CONVERTERS, QUANT_CONVERTERS, TENSOR_CONVERTERS,
+                       SIGNAL_CONVERTERS):
         merged.update(converters)
     return merged
 
