@@ -16,17 +16,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_ext.passes.rewrite import constant_folding_pass
-
-
-def _static_shape(expr) -> list[int] | None:
-    ty = expr.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        return [int(d) for d in ty.shape.values]
-    except TypeError:
-        return None
+from tvm_ext.passes.rewrite import constant_folding_pass, static_shape
 
 
 def conv2d_of_conv1d(call, lookup):
@@ -34,7 +24,7 @@ def conv2d_of_conv1d(call, lookup):
     if a.data_layout != "NCW" or a.kernel_layout != "OIW" or a.out_layout != "NCW":
         return None
     x, w = call.args
-    if _static_shape(x) is None or _static_shape(w) is None:
+    if static_shape(x) is None or static_shape(w) is None:
         return None
     (left, right), (stride,), (dilation,) = [int(p) for p in a.padding], a.strides, a.dilation
     y = relax.op.nn.conv2d(relax.op.expand_dims(x, 2), relax.op.expand_dims(w, 2), strides=(1, int(stride)),
@@ -51,7 +41,7 @@ def _constant(expr, lookup):
 
 def take_of_index_tensor(call, lookup):
     x, indices = call.args
-    shape = _static_shape(x)
+    shape = static_shape(x)
     if shape is None or not isinstance(indices, relax.Tuple):
         return None
     idx = [_constant(i, lookup) for i in indices.fields]

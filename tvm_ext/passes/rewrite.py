@@ -42,3 +42,14 @@ def constant_folding_pass(name: str, fold):
 
     _Pass.__name__ = _Pass.__qualname__ = name
     return _Pass
+
+
+def static_shape(expr) -> list[int] | None:
+    """The static shape of a tensor-typed expression, or None (unknown rank or a symbolic dim)."""
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return [int(d) for d in ty.shape.values]
+    except TypeError:
+        return None

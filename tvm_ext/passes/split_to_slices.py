@@ -10,7 +10,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from tvm_ext.passes.rewrite import constant_folding_pass
+from tvm_ext.passes.rewrite import constant_folding_pass, static_shape
 
 
 def split_bounds(dim: int, indices_or_sections) -> list[tuple[int, int]] | None:
@@ -31,12 +31,8 @@ def slices_of_split(call, lookup):
     if call.op.name != "relax.split":
         return None
     x = call.args[0]
-    ty = x.ty
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        shape = [int(d) for d in ty.shape.values]
-    except TypeError:
+    shape = static_shape(x)
+    if shape is None:
         return None  # symbolic dims: leave it to the CPU
     axis = int(call.attrs.axis) % len(shape)
     bounds = split_bounds(shape[axis], call.attrs.indices_or_sections)
