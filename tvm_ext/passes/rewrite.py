@@ -1,9 +1,11 @@
-"""Make a named Relax module pass from a function that folds one op call to a value.
+"""Make a named Relax module pass from a function that folds or rewrites one op call.
 
 `fold(call, lookup) -> numpy array | relax.Expr | None`: return the call's value (an
-array becomes a constant) or an expression to replace it by, or None to keep it. `lookup(var)` gives the expression a variable is bound
+array becomes a constant) or an expression to replace it by (nested calls are normalized
+into bindings), or None to keep it. `lookup(var)` gives the expression a variable is bound
 to (so a rule can see through `lv = const`). Calls are visited after their arguments,
-so chains fold in one pass.
+so chains fold in one pass. The folding passes and the rewrites (SplitToSlices,
+DeviceForms) are all made this way.
 """
 from __future__ import annotations
 
