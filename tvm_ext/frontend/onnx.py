@@ -39,6 +39,7 @@ from .onnx_converters import (
     nodes_needing_tensor_outputs,
     patched_convert_map,
 )
+from .onnx_extra_converters import UnsupportedForm
 
 __all__ = ["from_onnx"]
 
@@ -98,6 +99,12 @@ def from_onnx(
                     keep_params_in_input=True,
                 )
         except ConverterFailure as err:
+            if isinstance(err.cause, UnsupportedForm):   # a forge_fe limitation, said on purpose
+                raise FrontendError(
+                    f"{err.op_type} node '{err.node_name}' (opset {opsets.get('', '?')}): {err.cause}",
+                    "forge_fe does not take this form of the op (the message says which input or "
+                    "attribute): make that input a constant (an initializer) or use a supported value",
+                ) from err.cause
             raise FrontendError(
                 f"TVM's ONNX importer failed on {err.op_type} node '{err.node_name}' "
                 f"(opset {opsets.get('', '?')}): {_one_line(err.cause)}",

@@ -5,7 +5,9 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _onnx_dtype_name, _shape
+from .onnx_extra_converters import (
+    OnnxOpConverter, UnsupportedForm, _const, _dtype, _onnx_dtype_name, _shape,
+)
 
 
 # --------------------------------------------------------------------------
@@ -81,7 +83,7 @@ class Attention(OnnxOpConverter):
         left, right = int(attr.get("left_window_size", -1)), int(attr.get("right_window_size", -1))
         if rank == 3:
             if "q_num_heads" not in attr or "kv_num_heads" not in attr:
-                raise ValueError("3-D Q/K/V need the q_num_heads and kv_num_heads attributes")
+                raise UnsupportedForm("3-D Q/K/V need the q_num_heads and kv_num_heads attributes")
             q = cls._heads_first(bb, q, int(attr["q_num_heads"]))
             k = cls._heads_first(bb, k, int(attr["kv_num_heads"]))
             v = cls._heads_first(bb, v, int(attr["kv_num_heads"]))
@@ -197,7 +199,7 @@ class RotaryEmbedding(OnnxOpConverter):
         else:
             heads = int(attr.get("num_heads", 0))
             if heads <= 0:
-                raise ValueError("3-D input needs the num_heads attribute")
+                raise UnsupportedForm("3-D input needs the num_heads attribute")
             b, s, hidden = shape
             x = bb.normalize(relax.op.reshape(x, (b, s, heads, hidden // heads)))
         b, s, h, d = _shape(x)

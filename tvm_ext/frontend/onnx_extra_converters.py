@@ -17,6 +17,12 @@ from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 OnnxOpConverter = _tvm_onnx.OnnxOpConverter
 
 
+class UnsupportedForm(ValueError):
+    """A converter refuses this instance of its op on purpose (a run-time value where forge_fe
+    compiles a constant, an attribute value it does not implement): reported as a forge_fe
+    limitation naming the node, not as a TVM importer bug."""
+
+
 def _shape(x) -> list[int]:
     return [int(d) for d in x.ty.shape.values]
 
@@ -57,7 +63,7 @@ class Constant(_tvm_onnx.Constant):
             if key in attr:
                 return _const(np.asarray(attr[key]), dtype)
         if "value_string" in attr or "value_strings" in attr:
-            raise ValueError("string constants are not supported (no string tensors in Relax)")
+            raise UnsupportedForm("string constants are not supported (no string tensors in Relax)")
         return super()._impl_v13(bb, inputs, attr, params)
 
 
@@ -124,7 +130,7 @@ def _nll(bb, log_prob, target, weight, reduction: str, ignore_index):
         if gw is not None:
             return relax.op.divide(relax.op.sum(loss), relax.op.sum(gw))
         return relax.op.mean(loss)
-    raise ValueError(f"unknown reduction '{reduction}' (expected none, sum or mean)")
+    raise UnsupportedForm(f"unknown reduction '{reduction}' (expected none, sum or mean)")
 
 
 def _reduction(attr) -> str:
@@ -222,7 +228,7 @@ class LpNormalization(OnnxOpConverter):
         elif p == 2:
             norm = relax.op.sqrt(relax.op.sum(relax.op.multiply(x, x), axis, keepdims=True))
         else:
-            raise ValueError(f"LpNormalization p={p}: only p=1 and p=2 are defined")
+            raise UnsupportedForm(f"LpNormalization p={p}: only p=1 and p=2 are defined")
         norm = bb.normalize(norm)
         zero = _const(0, _dtype(x))
         safe = relax.op.where(relax.op.equal(norm, zero), _const(1, _dtype(x)), norm)
@@ -307,7 +313,7 @@ class _Window(OnnxOpConverter):
     def _impl_v17(cls, bb, inputs, attr, params):
         size = _tvm_onnx.get_constant(inputs[0], params)
         if not isinstance(size, tvm.ir.GenericConst):
-            raise ValueError(f"{cls.__name__} size must be a constant (it decides the output shape)")
+            raise UnsupportedForm(f"{cls.__name__} size must be a constant (it decides the output shape)")
         size = int(size.value.numpy().reshape(()))
         periodic = int(attr.get("periodic", 1))
         dtype = _onnx_dtype_name(int(attr.get("output_datatype", 1)))
@@ -434,7 +440,7 @@ class BitShift(OnnxOpConverter):
             signed = np.issubdtype(np.dtype(dt), np.signedinteger)
             fill = relax.op.where(relax.op.less(x, zero), _const(-1, dt), zero) if signed else zero
         else:
-            raise ValueError(f"BitShift direction must be LEFT or RIGHT, got {direction!r}")
+            raise UnsupportedForm(f"BitShift direction must be LEFT or RIGHT, got {direction!r}")
         return relax.op.where(in_range, shifted, fill)
 
 
@@ -449,7 +455,7 @@ def _const_ints(expr, params, what: str) -> list[int]:
         return [int(v) for v in value.value.numpy().reshape(-1)]
     if isinstance(value, relax.ShapeExpr) and all(isinstance(d, tirx.IntImm) for d in value.values):
         return [int(d) for d in value.values]
-    raise ValueError(f"{what} must be a constant (it decides the output shape)")
+    raise UnsupportedForm(f"{what} must be a constant (it decides the output shape)")
 
 
 class OneHot(OnnxOpConverter):
@@ -550,7 +556,7 @@ class NonMaxSuppression(_tvm_onnx.NonMaxSuppression):
         fixed = list(inputs) + [None] * (5 - len(inputs))
         for k, what in cls._SCALARS.items():   # TVM would silently use its defaults for run-time values
             if fixed[k] is not None and not isinstance(_tvm_onnx.get_constant(fixed[k], params), tvm.ir.GenericConst):
-                raise ValueError(f"NonMaxSuppression with a run-time {what} is not supported: give it as an "
+                raise UnsupportedForm(f"NonMaxSuppression with a run-time {what} is not supported: give it as an "
                                  "initializer or Constant")
         thr = fixed[3]
         value = _tvm_onnx.get_constant(thr, params) if thr is not None else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _shape
+from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
 from .onnx_rnn_converters import _text
 
 
@@ -86,25 +86,25 @@ class LinearAttention(OnnxOpConverter):
         """Validated attributes and head sizes."""
         rule = _text(attr.get("update_rule", b"gated_delta"))
         if rule not in cls.RULES:
-            raise ValueError(f"LinearAttention update_rule '{rule}' is not supported "
+            raise UnsupportedForm(f"LinearAttention update_rule '{rule}' is not supported "
                              f"(expected one of {', '.join(cls.RULES)})")
         if "q_num_heads" not in attr or "kv_num_heads" not in attr:
-            raise ValueError("LinearAttention needs the q_num_heads and kv_num_heads attributes")
+            raise UnsupportedForm("LinearAttention needs the q_num_heads and kv_num_heads attributes")
         hq, hkv = int(attr["q_num_heads"]), int(attr["kv_num_heads"])
         if hq <= 0 or hkv <= 0 or hq % hkv:
-            raise ValueError(f"LinearAttention q_num_heads={hq} must be a positive multiple of "
+            raise UnsupportedForm(f"LinearAttention q_num_heads={hq} must be a positive multiple of "
                              f"kv_num_heads={hkv}")
         query, key, value = inputs[0], inputs[1], inputs[2]
         d_k, d_v = _shape(query)[-1] // hq, _shape(value)[-1] // hkv
         if (_shape(query)[-1] != hq * d_k or _shape(key)[-1] != hkv * d_k
                 or _shape(value)[-1] != hkv * d_v):
-            raise ValueError(f"LinearAttention query/key/value last dims {_shape(query)[-1]}, "
+            raise UnsupportedForm(f"LinearAttention query/key/value last dims {_shape(query)[-1]}, "
                              f"{_shape(key)[-1]}, {_shape(value)[-1]} do not split into "
                              f"q_num_heads={hq} / kv_num_heads={hkv} heads")
         gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
         for name, i, needed in (("decay", 4, gated), ("beta", 5, delta)):
             if needed != (inputs[i] is not None):
-                raise ValueError(f"LinearAttention update_rule '{rule}' "
+                raise UnsupportedForm(f"LinearAttention update_rule '{rule}' "
                                  f"{'requires' if needed else 'forbids'} the {name} input")
         scale = float(attr.get("scale", 0.0)) or 1.0 / np.sqrt(d_k)
         return {"hq": hq, "hkv": hkv, "d_k": d_k, "d_v": d_v, "scale": scale}
@@ -114,7 +114,7 @@ class LinearAttention(OnnxOpConverter):
         """Per step exp(decay) as (B, H_kv, d_k | 1, 1), broadcasting over the state's d_v."""
         last = _shape(decay)[-1]
         if last not in (hkv, hkv * d_k):
-            raise ValueError(f"LinearAttention decay last dim {last} must be kv_num_heads ({hkv}) "
+            raise UnsupportedForm(f"LinearAttention decay last dim {last} must be kv_num_heads ({hkv}) "
                              f"or kv_num_heads * d_k ({hkv * d_k})")
         gate = bb.normalize(relax.op.exp(_as_float32(bb, decay)))
         return _step_slices(bb, gate, (hkv, last // hkv, 1))
@@ -124,7 +124,7 @@ class LinearAttention(OnnxOpConverter):
         """Per step beta as (B, H_kv | 1, 1, 1)."""
         last = _shape(beta)[-1]
         if last not in (hkv, 1):
-            raise ValueError(f"LinearAttention beta last dim {last} must be kv_num_heads ({hkv}) or 1")
+            raise UnsupportedForm(f"LinearAttention beta last dim {last} must be kv_num_heads ({hkv}) or 1")
         return _step_slices(bb, _as_float32(bb, beta), (last, 1, 1))
 
     @classmethod
@@ -134,7 +134,7 @@ class LinearAttention(OnnxOpConverter):
         hq, hkv, d_k, d_v = cfg["hq"], cfg["hkv"], cfg["d_k"], cfg["d_v"]
         batch, steps, _ = _shape(query)
         if past is not None and _shape(past) != [batch, hkv, d_k, d_v]:
-            raise ValueError(f"LinearAttention past_state shape {_shape(past)} is not "
+            raise UnsupportedForm(f"LinearAttention past_state shape {_shape(past)} is not "
                              f"{[batch, hkv, d_k, d_v]}")
 
         q = bb.normalize(relax.op.multiply(_as_float32(bb, query), _const(cfg["scale"], "float32")))
@@ -184,11 +184,11 @@ class CausalConvWithState(OnnxOpConverter):
         x, weight, bias, past = inputs[0], inputs[1], inputs[2], inputs[3]
         activation = _text(attr.get("activation", b"none"))
         if activation not in cls.ACTIVATIONS:
-            raise ValueError(f"CausalConvWithState activation '{activation}' is not supported "
+            raise UnsupportedForm(f"CausalConvWithState activation '{activation}' is not supported "
                              f"(expected one of {', '.join(cls.ACTIVATIONS)})")
         batch, channels, length = _shape(x)
         if len(_shape(weight)) != 3 or _shape(weight)[:2] != [channels, 1]:
-            raise ValueError(f"CausalConvWithState weight shape {_shape(weight)} is not "
+            raise UnsupportedForm(f"CausalConvWithState weight shape {_shape(weight)} is not "
                              f"({channels}, 1, k)")
         k = _shape(weight)[2]
         if past is None and k > 1:

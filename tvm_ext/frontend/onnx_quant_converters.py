@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _shape
+from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
 from .onnx_spatial_converters import Conv
 
 #: integer element types of quantized tensors (the float8 types of opset 21 are not supported)
@@ -24,7 +24,7 @@ _QUANT_DTYPES = ("int8", "uint8")
 
 def _check_quant(op: str, what: str, x) -> None:
     if _dtype(x) not in _QUANT_DTYPES:
-        raise ValueError(f"{op}: {what} has dtype {_dtype(x)}; only int8 and uint8 are supported")
+        raise UnsupportedForm(f"{op}: {what} has dtype {_dtype(x)}; only int8 and uint8 are supported")
 
 
 def _along(bb, t, rank: int, axis: int, op: str, what: str):
@@ -35,7 +35,7 @@ def _along(bb, t, rank: int, axis: int, op: str, what: str):
     if len(shape) != 1 or shape[0] == 1:
         return t
     if not -rank <= axis < rank:
-        raise ValueError(f"{op}: {what} of shape {shape} is per-axis but its tensor has rank {rank}")
+        raise UnsupportedForm(f"{op}: {what} of shape {shape} is per-axis but its tensor has rank {rank}")
     new = [1] * rank
     new[axis] = shape[0]
     return bb.normalize(relax.op.reshape(t, new))
@@ -86,7 +86,7 @@ class QLinearMatMul(OnnxOpConverter):
         _check_quant("QLinearMatMul", "b", b)
         out_dtype = _dtype(y_zp) if y_zp is not None else _dtype(a)
         if out_dtype not in _QUANT_DTYPES:
-            raise ValueError(f"QLinearMatMul: y_zero_point has dtype {out_dtype}; only int8 and uint8 are supported")
+            raise UnsupportedForm(f"QLinearMatMul: y_zero_point has dtype {out_dtype}; only int8 and uint8 are supported")
         ra, rb = len(_shape(a)), len(_shape(b))
         a_scale = _along(bb, a_scale, ra, -2, "QLinearMatMul", "a_scale")
         b_scale = _along(bb, b_scale, rb, -1, "QLinearMatMul", "b_scale")

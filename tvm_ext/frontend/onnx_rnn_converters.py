@@ -29,7 +29,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _dtype, _shape
+from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
 
 
 # --------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def _activations(op: str, attr, defaults: tuple[str, ...], num_directions: int) 
     names = [_text(n) for n in attr.get("activations", ())] or list(defaults) * num_directions
     per_dir = len(defaults)
     if len(names) != per_dir * num_directions:
-        raise ValueError(f"{op} needs {per_dir * num_directions} activations ({per_dir} per direction), "
+        raise UnsupportedForm(f"{op} needs {per_dir * num_directions} activations ({per_dir} per direction), "
                          f"got {len(names)}: {names}")
     alphas = [float(a) for a in attr.get("activation_alpha", ())]
     betas = [float(b) for b in attr.get("activation_beta", ())]
@@ -92,7 +92,7 @@ def _activations(op: str, attr, defaults: tuple[str, ...], num_directions: int) 
     fns = []
     for name in names:
         if name.lower() not in _ACTIVATIONS:
-            raise ValueError(f"{op} activation '{name}' is not supported (supported: {_SPEC_NAMES})")
+            raise UnsupportedForm(f"{op} activation '{name}' is not supported (supported: {_SPEC_NAMES})")
         fn, alpha, beta = _ACTIVATIONS[name.lower()]
         if alpha is not None and alphas:
             alpha = alphas.pop(0)
@@ -226,9 +226,9 @@ class _Recurrent(OnnxOpConverter):
         direction = _text(attr.get("direction", b"forward"))
         expected = 2 if direction == "bidirectional" else 1
         if direction not in ("forward", "reverse", "bidirectional") or num_dirs != expected:
-            raise ValueError(f"{op} direction '{direction}' with W for {num_dirs} direction(s)")
+            raise UnsupportedForm(f"{op} direction '{direction}' with W for {num_dirs} direction(s)")
         if "hidden_size" in attr and int(attr["hidden_size"]) != hidden:
-            raise ValueError(f"{op} hidden_size={attr['hidden_size']} but R has hidden size {hidden}")
+            raise UnsupportedForm(f"{op} hidden_size={attr['hidden_size']} but R has hidden size {hidden}")
         acts = _activations(op, attr, cls.DEFAULT_ACTIVATIONS, num_dirs)
         lens = _sequence_lens(bb, lens, params, seq)
         masks = _step_masks(bb, lens, seq, batch) if lens is not None else None

@@ -23,7 +23,7 @@ import tvm
 from tvm import relax
 
 from .onnx_converters import running_importer
-from .onnx_extra_converters import OnnxOpConverter, _const, _shape
+from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _shape
 
 #: a Loop unrolled to more iterations than this is refused (a while-loop whose
 #: condition folds to true forever would never end; a huge unroll is no model)
@@ -94,11 +94,11 @@ def _scan(bb, body, states: list, scans: list, in_axes, in_dirs, out_axes, out_d
     """
     lengths = {_shape(x)[axis] for x, axis in zip(scans, in_axes)}
     if len(lengths) != 1:
-        raise ValueError(f"Scan inputs have different lengths along their scan axes: {sorted(lengths)}")
+        raise UnsupportedForm(f"Scan inputs have different lengths along their scan axes: {sorted(lengths)}")
     (length,) = lengths
     n_scan_outputs = len(body.output) - len(states)
     if length == 0 and n_scan_outputs:
-        raise ValueError("Scan over zero-length inputs with scan outputs is not supported "
+        raise UnsupportedForm("Scan over zero-length inputs with scan outputs is not supported "
                          "(the element shapes are unknown without running the body)")
     collected = [[] for _ in range(n_scan_outputs)]
     for t in range(length):
@@ -150,7 +150,7 @@ class Scan(OnnxOpConverter):
             return
         value = _static_value(bb, lens)
         if value is None or not np.all(value == length):
-            raise ValueError(f"Scan sequence_lens must be absent or all {length} (the full "
+            raise UnsupportedForm(f"Scan sequence_lens must be absent or all {length} (the full "
                              f"sequence length): shorter sequences are not supported")
 
     @classmethod
@@ -196,7 +196,7 @@ class Loop(OnnxOpConverter):
         i = 0
         while cond and (trips is None or i < trips):
             if i == MAX_LOOP_TRIPS:
-                raise ValueError(f"Loop runs more than {MAX_LOOP_TRIPS} iterations: too many to unroll")
+                raise UnsupportedForm(f"Loop runs more than {MAX_LOOP_TRIPS} iterations: too many to unroll")
             iteration = [_const(i, "int64"), _const(cond, "bool")]
             outputs = _convert_body(bb, body, iteration + carried)
             cond = cls._condition(bb, outputs[0])
@@ -205,7 +205,7 @@ class Loop(OnnxOpConverter):
                 items.append(out)
             i += 1
         if collected and i == 0:
-            raise ValueError("Loop runs zero iterations and has scan outputs: empty scan outputs "
+            raise UnsupportedForm("Loop runs zero iterations and has scan outputs: empty scan outputs "
                              "are not supported (their element shapes are unknown)")
         return _node_outputs(carried + [_stack(bb, items, 0) for items in collected])
 
@@ -215,14 +215,14 @@ class Loop(OnnxOpConverter):
             return None
         value = _static_value(bb, m)
         if value is None:
-            raise ValueError(_RUNTIME_LOOP.format(what="trip count (M is not a constant)"))
+            raise UnsupportedForm(_RUNTIME_LOOP.format(what="trip count (M is not a constant)"))
         return int(value.reshape(()))
 
     @staticmethod
     def _condition(bb, cond) -> bool:
         value = _static_value(bb, cond)
         if value is None:
-            raise ValueError(_RUNTIME_LOOP.format(what="condition (it does not fold to a constant)"))
+            raise UnsupportedForm(_RUNTIME_LOOP.format(what="condition (it does not fold to a constant)"))
         return bool(value.reshape(()))
 
 

@@ -24,13 +24,15 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _const_ints, _dtype, _onnx_dtype_name, _shape, _tvm_onnx
+from .onnx_extra_converters import (
+    OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _onnx_dtype_name, _shape, _tvm_onnx,
+)
 
 
 def _scalar(expr, params, what: str) -> int:
     values = _const_ints(expr, params, what)
     if len(values) != 1:
-        raise ValueError(f"{what} must be a scalar, got {len(values)} values")
+        raise UnsupportedForm(f"{what} must be a scalar, got {len(values)} values")
     return values[0]
 
 
@@ -87,7 +89,7 @@ def _work_dtype(dtype: str, op: str) -> str:
         return dtype
     if dtype in ("float16", "bfloat16"):
         return "float32"        # sums of many products: accumulate in float32, cast back
-    raise ValueError(f"{op} input must be a float tensor, got {dtype}")
+    raise UnsupportedForm(f"{op} input must be a float tensor, got {dtype}")
 
 
 def _dft_last_two(bb, x, n: int, inverse: bool, onesided: bool, op: str, window=None):
@@ -124,9 +126,9 @@ class DFT(OnnxOpConverter):
         dims = _shape(x)
         rank = len(dims)
         if rank < 2 or dims[-1] not in (1, 2):
-            raise ValueError(f"DFT input must end in a dimension of 1 (real) or 2 (complex), got shape {dims}")
+            raise UnsupportedForm(f"DFT input must end in a dimension of 1 (real) or 2 (complex), got shape {dims}")
         if not -rank <= axis <= rank - 2 or axis == -1:
-            raise ValueError(f"DFT axis {axis} is out of range for a rank-{rank} input (the last dim is re/im)")
+            raise UnsupportedForm(f"DFT axis {axis} is out of range for a rank-{rank} input (the last dim is re/im)")
         axis %= rank
         inverse, onesided = bool(attr.get("inverse", 0)), bool(attr.get("onesided", 0))
         length = dims[axis]
@@ -135,7 +137,7 @@ class DFT(OnnxOpConverter):
         else:
             n = _scalar(dft_length, params, "DFT dft_length")
         if n < 1:
-            raise ValueError(f"DFT dft_length must be positive, got {n}")
+            raise UnsupportedForm(f"DFT dft_length must be positive, got {n}")
         perm = [d for d in range(rank - 1) if d != axis] + [axis, rank - 1]
         moved = perm != list(range(rank))
         if moved:
@@ -191,18 +193,18 @@ class STFT(OnnxOpConverter):
         frame_length = inputs[3] if len(inputs) > 3 else None
         dims = _shape(x)
         if len(dims) != 3 or dims[-1] not in (1, 2):
-            raise ValueError(f"STFT signal must be [batch, signal_length, 1 or 2], got shape {dims}")
+            raise UnsupportedForm(f"STFT signal must be [batch, signal_length, 1 or 2], got shape {dims}")
         step = _scalar(inputs[1], params, "STFT frame_step")
         if frame_length is not None:
             length = _scalar(frame_length, params, "STFT frame_length")
             if window is not None and _shape(window) != [length]:
-                raise ValueError(f"STFT window has shape {_shape(window)}, frame_length is {length}")
+                raise UnsupportedForm(f"STFT window has shape {_shape(window)}, frame_length is {length}")
         else:
             length = _shape(window)[0] if window is not None else dims[1]
         if window is not None and len(_shape(window)) != 1:
-            raise ValueError(f"STFT window must be 1-D, got shape {_shape(window)}")
+            raise UnsupportedForm(f"STFT window must be 1-D, got shape {_shape(window)}")
         if step < 1 or not 1 <= length <= dims[1]:
-            raise ValueError(f"STFT needs frame_step >= 1 and 1 <= frame_length <= signal length {dims[1]}, "
+            raise UnsupportedForm(f"STFT needs frame_step >= 1 and 1 <= frame_length <= signal length {dims[1]}, "
                              f"got frame_step {step}, frame_length {length}")
         count = 1 + (dims[1] - length) // step
         frames = _frames(bb, x, step, length, count)
@@ -212,10 +214,10 @@ class STFT(OnnxOpConverter):
 def _const_scalar(expr, params, what: str) -> np.generic:
     value = _tvm_onnx.get_constant(expr, params)
     if not isinstance(value, tvm.ir.GenericConst):
-        raise ValueError(f"{what} must be a constant (MelWeightMatrix is built at compile time)")
+        raise UnsupportedForm(f"{what} must be a constant (MelWeightMatrix is built at compile time)")
     array = value.value.numpy()
     if array.size != 1:
-        raise ValueError(f"{what} must be a scalar, got shape {array.shape}")
+        raise UnsupportedForm(f"{what} must be a scalar, got shape {array.shape}")
     return array.reshape(())[()]
 
 
@@ -256,14 +258,14 @@ class MelWeightMatrix(OnnxOpConverter):
         names = ("num_mel_bins", "dft_length", "sample_rate", "lower_edge_hertz", "upper_edge_hertz")
         values = [_const_scalar(x, params, f"MelWeightMatrix {name}") for x, name in zip(inputs, names)]
         if len(values) != 5:
-            raise ValueError("MelWeightMatrix needs all five inputs")
+            raise UnsupportedForm("MelWeightMatrix needs all five inputs")
         num_mel_bins, dft_length, sample_rate = values[:3]
         if num_mel_bins < 1 or dft_length < 1 or sample_rate < 1:
-            raise ValueError("MelWeightMatrix num_mel_bins, dft_length and sample_rate must be positive")
+            raise UnsupportedForm("MelWeightMatrix num_mel_bins, dft_length and sample_rate must be positive")
         try:
             output = mel_weight_matrix(*values)
         except IndexError as err:  # an edge beyond the spectrum (upper_edge_hertz above sample_rate / 2)
-            raise ValueError(f"MelWeightMatrix upper_edge_hertz {values[4]} maps beyond the "
+            raise UnsupportedForm(f"MelWeightMatrix upper_edge_hertz {values[4]} maps beyond the "
                              f"{dft_length // 2 + 1} DFT bins") from err
         dtype = _onnx_dtype_name(int(attr.get("output_datatype", 1)))
         return _const(output.astype(dtype), dtype)

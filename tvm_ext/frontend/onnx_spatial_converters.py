@@ -8,7 +8,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _const_ints, _dtype, _shape
+from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _shape
 
 
 def explicit_pads(op: str, attr, x_shape, w_shape):
@@ -36,7 +36,7 @@ def explicit_pads(op: str, attr, x_shape, w_shape):
         begin = small if mode == "SAME_UPPER" else [t - b for t, b in zip(totals, small)]
         attr["pads"] = begin + [t - b for t, b in zip(totals, begin)]
     else:
-        raise ValueError(f"{op}: attribute auto_pad={mode!r} (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
+        raise UnsupportedForm(f"{op}: attribute auto_pad={mode!r} (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
     return attr
 
 class Conv(_tvm_onnx.Conv):
@@ -59,7 +59,7 @@ class SpaceToDepth(_tvm_onnx.SpaceToDepth):
         if mode == "DCR":
             return super()._impl_v1(bb, inputs, attr, params)
         if mode != "CRD":
-            raise ValueError(f"SpaceToDepth mode must be DCR or CRD, got {mode!r}")
+            raise UnsupportedForm(f"SpaceToDepth mode must be DCR or CRD, got {mode!r}")
         bs = int(attr["blocksize"])
         b, c, h, w = _shape(inputs[0])
         x = relax.op.reshape(inputs[0], (b, c, h // bs, bs, w // bs, bs))
@@ -98,7 +98,7 @@ class ConvTranspose(_tvm_onnx.ConvTranspose):
             end.append(max(total - first, 0))
             extra.append(max(-total, 0))
             if extra[i] and out_pad[i] + extra[i] >= strides[i]:  # onnxruntime and the reference refuse it too
-                raise ValueError(f"ConvTranspose output_shape {out} is inconsistent with the input size {spatial}: "
+                raise UnsupportedForm(f"ConvTranspose output_shape {out} is inconsistent with the input size {spatial}: "
                                  f"axis {i} would need output_padding {out_pad[i] + extra[i]} >= stride {strides[i]}")
         attr = {k: v for k, v in attr.items() if k not in ("output_shape", "auto_pad")}
         attr["pads"] = begin + end
@@ -188,7 +188,7 @@ def _resize_matrix(in_w: int, out_w: int, scale: float, attr, roi):
     elif coord == "half_pixel_symmetric":
         x = in_w / 2 * (1 - out_w / out_f) + (y + 0.5) / scale - 0.5
     else:
-        raise ValueError(f"Resize coordinate_transformation_mode {coord!r} is not defined")
+        raise UnsupportedForm(f"Resize coordinate_transformation_mode {coord!r} is not defined")
     x_int = np.floor(x)
     ratio = np.where(x == x_int, 1.0, x - x_int)  # an integer coordinate takes its left neighbour
     coeffs = _resize_coeffs(mode, ratio, scale, bool(attr.get("antialias", 0)), float(attr.get("cubic_coeff_a", -0.75)))
@@ -269,7 +269,7 @@ class Resize(_tvm_onnx.Resize):
                 scale[a] = float(scales[k])
                 out[a] = int(scale[a] * dims[a])
         else:
-            raise ValueError("Resize needs scales or sizes")
+            raise UnsupportedForm("Resize needs scales or sizes")
         dtype = _dtype(x)
         work = dtype if dtype in ("float32", "float64") else "float32"
         y = bb.normalize(relax.op.astype(x, work)) if work != dtype else x
@@ -311,7 +311,7 @@ class Resize(_tvm_onnx.Resize):
                 return None
             value = _tvm_onnx.get_constant(inputs[i], params)
             if not isinstance(value, tvm.ir.GenericConst):
-                raise ValueError(f"Resize input {i} must be a constant")
+                raise UnsupportedForm(f"Resize input {i} must be a constant")
             array = value.value.numpy().reshape(-1).astype(dtype)
             return array if array.size else None
 

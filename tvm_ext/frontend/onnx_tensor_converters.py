@@ -16,7 +16,9 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, _const, _const_ints, _dtype, _onnx_dtype_name, _shape
+from .onnx_extra_converters import (
+    OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _onnx_dtype_name, _shape,
+)
 
 
 def _work_dtype(dtype: str) -> str:
@@ -50,7 +52,7 @@ def _bit_width(dtype: str) -> int:
     except ValueError:
         bits = 0
     if bits < 8:
-        raise ValueError(f"BitCast: dtype {dtype} is not supported (sub-byte and complex types are not)")
+        raise UnsupportedForm(f"BitCast: dtype {dtype} is not supported (sub-byte and complex types are not)")
     return bits
 
 
@@ -74,7 +76,7 @@ class BitCast(OnnxOpConverter):
         x = inputs[0]
         src, dst = _dtype(x), _onnx_dtype_name(int(attr["to"]))
         if _bit_width(src) != _bit_width(dst):
-            raise ValueError(f"BitCast: attribute to={dst} is {_bit_width(dst)} bits wide but the input "
+            raise UnsupportedForm(f"BitCast: attribute to={dst} is {_bit_width(dst)} bits wide but the input "
                              f"({src}) is {_bit_width(src)}: BitCast needs equal widths")
         value = _tvm_onnx.get_constant(x, params)
         if isinstance(value, tvm.ir.GenericConst):
@@ -207,11 +209,11 @@ class Col2Im(OnnxOpConverter):
         n, channels_k, length = _shape(x)
         k = int(np.prod(block))
         if channels_k % k:
-            raise ValueError(f"Col2Im: input dim 1 ({channels_k}) is not a multiple of prod(block_shape) ({k})")
+            raise UnsupportedForm(f"Col2Im: input dim 1 ({channels_k}) is not a multiple of prod(block_shape) ({k})")
         blocks = [(image[i] + pads[i] + pads[d + i] - dilations[i] * (block[i] - 1) - 1) // strides[i] + 1
                   for i in range(d)]
         if int(np.prod(blocks)) != length:
-            raise ValueError(f"Col2Im: input dim 2 is {length} but image_shape={image}, block_shape={block}, "
+            raise UnsupportedForm(f"Col2Im: input dim 2 is {length} but image_shape={image}, block_shape={block}, "
                              f"dilations={dilations}, pads={pads}, strides={strides} give {blocks} blocks")
         c = channels_k // k
         index = _const(_fold_index(image, block, dilations, pads, strides, blocks), "int64")
@@ -248,9 +250,9 @@ class TensorScatter(OnnxOpConverter):
         axis = int(attr.get("axis", -2)) % rank
         mode = _attr_str(attr, "mode", "linear")
         if axis == 0:
-            raise ValueError("TensorScatter: attribute axis=0 is the batch axis (the spec forbids it)")
+            raise UnsupportedForm("TensorScatter: attribute axis=0 is the batch axis (the spec forbids it)")
         if mode not in ("linear", "circular"):
-            raise ValueError(f"TensorScatter: attribute mode={mode!r} (expected 'linear' or 'circular')")
+            raise UnsupportedForm(f"TensorScatter: attribute mode={mode!r} (expected 'linear' or 'circular')")
         batch, length, seq = shape[0], shape[axis], _shape(update)[axis]
         pre, post = int(np.prod(shape[1:axis])), int(np.prod(shape[axis + 1:]))
         if write is None:
@@ -337,7 +339,7 @@ class DeformConv(OnnxOpConverter):
         kernel = list(attr.get("kernel_shape", kernel))
         group, offset_group = int(attr.get("group", 1)), int(attr.get("offset_group", 1))
         if c != cg * group or oc % group or c % offset_group:
-            raise ValueError(f"DeformConv: X has {c} channels, W is {[oc, cg, *kernel]}, group={group}, "
+            raise UnsupportedForm(f"DeformConv: X has {c} channels, W is {[oc, cg, *kernel]}, group={group}, "
                              f"offset_group={offset_group}: channels must divide into the groups")
         taps, points = int(np.prod(kernel)), int(np.prod(out))
         base = _window_coords(out, kernel, list(attr.get("strides", [1] * d)), list(attr.get("pads", [0] * 2 * d)),
