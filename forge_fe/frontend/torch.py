@@ -24,7 +24,9 @@ def _as_tensors(sample_inputs) -> list[torch.Tensor]:
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
-            raise FrontendError(f"sample input {i} is a {type(x).__name__}, expected a torch.Tensor or numpy array")
+            raise FrontendError(f"sample input {i} is a {type(x).__name__}, expected a torch.Tensor or numpy array",
+                                "pass the tensors positionally, in the order of model.forward's parameters "
+                                "(e.g. [input_ids, attention_mask] for a transformers model)")
         out.append(x)
     return out
 
