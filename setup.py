@@ -10,17 +10,20 @@ CORE = [
     "flatbuffers==25.12.19",
     "ml_dtypes>=0.5",
     "safetensors>=0.4",
-    # The emulated device's kernels are torch CPU kernels (docs/kernels.md).
-    "torch==2.13.0",
+    # The emulated device's kernels are torch CPU kernels (docs/kernels.md). 2.14.1 because
+    # torchvision (timm's dependency, the model matrix) has no wheel that imports beside the
+    # 2.13.0 CPU build; the 2.14.1 wheel runs on the CPU as well.
+    "torch==2.14.1",
 ]
 JAX = ["jax==0.10.2", "jaxlib==0.10.2"]   # jaxlib's MLIR bindings parse our TTIR (checked with 0.10.2)
 EXTRAS = {
-    "torch": ["transformers>=4.50"],
+    # Model libraries of the matrix (docs/model_matrix.md); torchvision must match torch exactly.
+    "torch": ["transformers>=5.0", "torchvision==0.29.1", "timm>=1.0.20", "diffusers>=0.35"],
     "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5"],
     # TensorFlow's own pins (protobuf, ml_dtypes) agree with jax 0.10.2 and onnx 1.23 at these versions.
     "tf": ["tensorflow-cpu==2.21.0", "tflite==2.18.0"],
     "jax": JAX + ["flax>=0.12"],
-    "test": ["pytest>=8", "pytest-timeout>=2.3"] + JAX,
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.6", "hypothesis>=6.100"] + JAX,
 }
 EXTRAS["all"] = sorted({p for k in ("torch", "onnx", "tf", "jax") for p in EXTRAS[k]})
 

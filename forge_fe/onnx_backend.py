@@ -134,32 +134,98 @@ def specialize(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.Mo
 # Neither the device nor TVM's host code carries these; values of such a type are carried in a
 # wider type that holds every one of them exactly.  A graph input of such a type is widened on the
 # host before it enters the compiled model; a graph output declared with such a type is computed in
-# the carrier type and narrowed on the host (ml_dtypes, round-to-nearest-even; a Cast's
-# ``saturate`` clamps to the type's finite range first).
+# a carrier type and narrowed on the host by :func:`narrow`, whose rules are forge_fe's own (they
+# must not depend on the installed ml_dtypes: its int4 conversions changed between 0.5 and 0.7).
 _T = onnx.TensorProto
 NARROW_DTYPES: dict[int, int] = {
     _T.FLOAT8E4M3FN: _T.FLOAT, _T.FLOAT8E4M3FNUZ: _T.FLOAT, _T.FLOAT8E5M2: _T.FLOAT,
     _T.FLOAT8E5M2FNUZ: _T.FLOAT, _T.FLOAT4E2M1: _T.FLOAT,
     _T.INT4: _T.INT8, _T.INT2: _T.INT8, _T.UINT4: _T.UINT8, _T.UINT2: _T.UINT8,
 }  # fmt: skip
+#: sub-byte integer types: (bits, signed)
+NARROW_INTS = {_T.INT4: (4, True), _T.UINT4: (4, False), _T.INT2: (2, True), _T.UINT2: (2, False)}
 #: producers whose narrow output is a Cast of the carrier value (or the value itself)
 _NARROWABLE_PRODUCERS = {"Cast", "CastLike", "Identity"}
 _SATURATING = {_T.FLOAT8E4M3FN, _T.FLOAT8E4M3FNUZ, _T.FLOAT8E5M2, _T.FLOAT8E5M2FNUZ}
+_FLOATS = {_T.FLOAT, _T.FLOAT16, _T.BFLOAT16, _T.DOUBLE} | set(_SATURATING) | {_T.FLOAT4E2M1}
+
+
+def narrow_int(array: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    """Values of ``array`` as a ``bits``-bit integer, in an int8/uint8 array.
+
+    The rules (ONNX's Cast, docs/onnx_conformance.md):
+
+    * from an integer type: the higher bits are discarded and the rest read in two's complement
+      (the Cast spec for fixed point -> fixed point: 200 (int16) -> -56 (int8); 9 -> int4 is -7);
+    * from a floating type: rounded to the nearest integer, ties to even (ONNX's int4 note), and a
+      value outside the type's range -- NaN and +-Inf included -- becomes 0.  The spec leaves an
+      out-of-range float -> integer cast undefined; 0 is what the node suite's reference data hold
+      (``test_cast_FLOAT_to_INT4``: -9 -> 0, 8 -> 0; ``..._to_UINT4``: -1 -> 0).
+    """
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    a = np.asarray(array)
+    if a.dtype.kind in "iub":
+        v = a.astype(np.int64) & ((1 << bits) - 1)
+        if signed:
+            v = np.where(v > hi, v - (1 << bits), v)
+    else:
+        with np.errstate(invalid="ignore"):
+            r = np.rint(a.astype(np.float64))
+            v = np.where(np.isfinite(r) & (r >= lo) & (r <= hi), r, 0)
+    return v.astype(np.int8 if signed else np.uint8)
+
+
+def narrow(array: np.ndarray, elem_type: int, saturate: bool) -> np.ndarray:
+    """``array`` (in its carrier type) as ONNX type ``elem_type``."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    if elem_type in NARROW_INTS:
+        # every value is in range now, and an in-range conversion is exact in any ml_dtypes
+        return narrow_int(array, *NARROW_INTS[elem_type]).astype(dtype)
+    if saturate:
+        import ml_dtypes
+        top = float(ml_dtypes.finfo(dtype).max)
+        array = np.where(np.isnan(array), array, np.clip(array, -top, top))
+    return np.asarray(array).astype(dtype)
 
 
 def _elem_type(vi: onnx.ValueInfoProto) -> int:
     return vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
 
 
+def _value_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every value ONNX's shape inference can type."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:   # a model shape inference refuses still has its declared types
+        inferred = model
+    g = inferred.graph
+    types = {vi.name: _elem_type(vi) for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return types
+
+
+def _cast_target(node: onnx.NodeProto, types: dict[str, int]) -> int | None:
+    """The type a Cast (its ``to``) or CastLike (its second input's type) converts to."""
+    if node.op_type == "Cast":
+        return next(helper.get_attribute_value(a) for a in node.attribute if a.name == "to")
+    if node.op_type == "CastLike":
+        return types.get(node.input[1])
+    return None
+
+
 def carry_narrow_dtypes(model: onnx.ModelProto):
     """(model, {output name: (narrow type, saturate)}): ``model`` rewritten to carry the types of
-    :data:`NARROW_DTYPES` in their carrier types; the dict says which outputs to narrow on the host.
+    :data:`NARROW_DTYPES` in carrier types; the dict says which outputs to narrow on the host.
+
+    A cast to a sub-byte integer type keeps its source's kind in the carrier (float32 for a float
+    source, int32 for an integer one), because :func:`narrow_int` treats the two differently.
     Unchanged (and an empty dict) when the model has none."""
     outputs = {vi.name: _elem_type(vi) for vi in model.graph.output}
     inputs = [vi for vi in model.graph.input if _elem_type(vi) in NARROW_DTYPES]
-    casts = [n for n in model.graph.node if n.op_type == "Cast"
-             and helper.get_attribute_value(next(a for a in n.attribute if a.name == "to")) in NARROW_DTYPES]
     narrow_out = {n: t for n, t in outputs.items() if t in NARROW_DTYPES}
+    types = _value_types(model) if inputs or narrow_out or any(
+        n.op_type in ("Cast", "CastLike") for n in model.graph.node) else {}
+    casts = [n for n in model.graph.node if _cast_target(n, types) in NARROW_DTYPES]
     if not inputs and not casts and not narrow_out:
         return model, {}
     fresh = onnx.ModelProto()
@@ -179,20 +245,31 @@ def carry_narrow_dtypes(model: onnx.ModelProto):
             sat = [a for a in node.attribute if a.name == "saturate"]
             saturate = bool(helper.get_attribute_value(sat[0])) if sat else True
         plan[name] = (t, saturate and t in _SATURATING)
+    carried: dict[str, int] = {}   # output of a rewritten cast -> its carrier type
     for node in graph.node:
-        if node.op_type != "Cast":
+        target = _cast_target(node, types)
+        if target not in NARROW_DTYPES:
             continue
-        for a in node.attribute:
-            if a.name == "to" and a.i in NARROW_DTYPES:
-                if node.output[0] in consumers:
-                    raise FrontendError(
-                        f"Cast '{node.name}' to {helper.tensor_dtype_to_string(a.i)} feeds other nodes; "
-                        f"forge_fe carries that type only into graph outputs",
-                        "keep float8/int4 values at the model's boundary")
-                a.i = NARROW_DTYPES[a.i]
+        if node.output[0] in consumers:
+            raise FrontendError(
+                f"{node.op_type} '{node.name or node.output[0]}' to {helper.tensor_dtype_to_string(target)} "
+                f"feeds other nodes; forge_fe carries that type only into graph outputs",
+                "keep float8/int4 values at the model's boundary")
+        carrier = NARROW_DTYPES[target]
+        if target in NARROW_INTS:
+            carrier = _T.FLOAT if types.get(node.input[0]) in _FLOATS else _T.INT32
+        sat = [helper.make_attribute("saturate", a.i) for a in node.attribute
+               if a.name == "saturate" and target not in NARROW_INTS]
+        node.op_type = "Cast"   # a CastLike becomes the Cast it stands for
+        del node.input[1:]
+        del node.attribute[:]
+        node.attribute.extend([helper.make_attribute("to", carrier)] + sat)
+        carried[node.output[0]] = carrier
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
         t = _elem_type(vi)
-        if t in NARROW_DTYPES:
+        if vi.name in carried:
+            vi.type.tensor_type.elem_type = carried[vi.name]
+        elif t in NARROW_DTYPES:
             vi.type.tensor_type.elem_type = NARROW_DTYPES[t]
     return fresh, plan
 
@@ -203,15 +280,6 @@ def _widen(array: np.ndarray) -> np.ndarray:
         if array.dtype == helper.tensor_dtype_to_np_dtype(t):
             return array.astype(helper.tensor_dtype_to_np_dtype(carrier))
     return array
-
-
-def _narrow(array: np.ndarray, elem_type: int, saturate: bool) -> np.ndarray:
-    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
-    if saturate:
-        import ml_dtypes
-        top = float(ml_dtypes.finfo(dtype).max)
-        array = np.where(np.isnan(array), array, np.clip(array, -top, top))
-    return np.asarray(array).astype(dtype)
 
 
 class ForgeBackendRep(BackendRep):
@@ -267,7 +335,7 @@ class ForgeBackendRep(BackendRep):
         outs = [np.asarray(r) for r in res] if isinstance(res, (tuple, list)) else [np.asarray(res)]
         for i, name in enumerate(self.output_names[:len(outs)]):
             if name in self.narrowed_outputs:
-                outs[i] = _narrow(outs[i], *self.narrowed_outputs[name])
+                outs[i] = narrow(outs[i], *self.narrowed_outputs[name])
         return outs
 
 

@@ -187,3 +187,49 @@ def test_shape_inputs_are_specialized_and_recompiled_per_value():
     np.testing.assert_array_equal(a, x.reshape(3, 4))
     np.testing.assert_array_equal(b, x.reshape(4, 3))
     assert len(rep._compiled) == 2
+
+
+# -- casts to 2- and 4-bit integers: forge_fe's own rules, whatever ml_dtypes is installed ---------
+
+def test_narrow_int_from_floats_rounds_half_even_and_zeroes_out_of_range():
+    from forge_fe.onnx_backend import narrow_int
+    x = np.array([-9.0, -8.0, -8.5, -7.5, -0.5, 0.5, 1.5, 2.5, 6.6, 7.0, 7.4, 7.5, 8.0,
+                  np.nan, np.inf, -np.inf], np.float32)
+    # worked by hand: rint (ties to even), then outside [-8, 7] -> 0 (NaN/Inf too)
+    want = [0, -8, -8, -8, 0, 0, 2, 2, 7, 7, 7, 0, 0, 0, 0, 0]
+    assert narrow_int(x, 4, signed=True).tolist() == want
+    # uint4 is [0, 15]: -1 -> 0, 15.4 -> 15, 15.5 -> 16 (even) -> out of range -> 0
+    u = np.array([-1.0, -0.4, 0.0, 14.5, 15.4, 15.5, 16.0], np.float16)
+    assert narrow_int(u, 4, signed=False).tolist() == [0, 0, 0, 14, 15, 0, 0]
+    # int2 is [-2, 1]; uint2 [0, 3]
+    t = np.array([-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0], np.float32)
+    assert narrow_int(t, 2, signed=True).tolist() == [0, -2, -1, 0, 1, 0, 0]
+    assert narrow_int(t, 2, signed=False).tolist() == [0, 0, 0, 0, 1, 2, 3]
+
+
+def test_narrow_int_from_integers_discards_high_bits():
+    from forge_fe.onnx_backend import narrow_int
+    x = np.array([-9, -8, 7, 8, 9, 15, 16, 200, -56], np.int32)
+    # two's complement of the low 4 bits: -9 = ...10111 -> 0111 = 7; 8 = 1000 -> -8; 200 = 1100_1000 -> -8
+    assert narrow_int(x, 4, signed=True).tolist() == [7, -8, 7, -8, -7, -1, 0, -8, -8]
+    assert narrow_int(x, 4, signed=False).tolist() == [7, 8, 7, 8, 9, 15, 0, 8, 8]
+    assert narrow_int(np.array([3, 4, 5, -1], np.int64), 2, signed=True).tolist() == [-1, 0, 1, -1]
+
+
+@pytest.mark.parametrize("to,src", [(onnx.TensorProto.INT4, np.float32), (onnx.TensorProto.UINT4, np.float16),
+                                    (onnx.TensorProto.INT2, np.float32), (onnx.TensorProto.INT4, np.int32)])
+def test_cast_to_subbyte_int_through_the_backend(to, src):
+    """A whole model: the device computes in the carrier type, the host narrows with narrow_int."""
+    from onnx import helper
+    from forge_fe.onnx_backend import NARROW_INTS, narrow_int
+    x = np.array([-9, -3, -1, 0, 1, 2, 3, 5, 7, 8, 12, 14, 16, 200], src)
+    if src != np.int32:
+        x = (x + np.array([0.0, 0.5] * 7, src)).astype(src)   # ties: -2.5 -> -2, 1.5 -> 2 ...
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(src))
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=to)], "g",
+                              [helper.make_tensor_value_info("x", elem, [x.size])],
+                              [helper.make_tensor_value_info("y", to, [x.size])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    (y,) = ForgeBackend.prepare(model).run([x])
+    assert y.dtype == helper.tensor_dtype_to_np_dtype(to)
+    np.testing.assert_array_equal(y.astype(np.int32), narrow_int(x, *NARROW_INTS[to]).astype(np.int32))
