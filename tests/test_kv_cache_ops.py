@@ -78,3 +78,18 @@ def test_donated_cache_is_written_in_place():
     env = {d.name: x for d, x in zip(cm.binary.inputs, [cache, new, pos])}
     (out,) = device.run([env[n] for n in step.inputs])
     assert out is cache and torch.equal(cache[:, :, 5], new[:, :, 0])
+
+
+class RowGather(torch.nn.Module):
+    """How a prefill picks its logits row (transformers' logits_to_keep as a tensor): x[:, idx, :]."""
+
+    def forward(self, x, idx):
+        return x[:, idx, :] * 2.0, x.index_select(2, idx)
+
+
+def test_gather_along_any_axis_runs_on_the_device():
+    x, idx = torch.randn(2, 7, 5), torch.tensor([4, 1])
+    cm = forge_fe.compile(RowGather(), [x, idx])
+    assert all(r["where"] == "device" for r in cm.report.placement), cm.report.summary()
+    for got, want in zip(cm(x, idx), RowGather()(x, idx)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -55,6 +55,8 @@ CASES = {
     "broadcast": ([((3, 1), F32)], {"shape": [2, 3, 4]}),
     "take": ([((10, 4), F32), ((2, 3), "int64")], {"axis": 0}),
     "take_static_index": ([((2, 5, 4), F32)], {"axis": 1, "index": 3}),
+    "take_inner_axis": ([((2, 10, 3), F32), ((1, 2), "int64")], {"axis": 1}),
+    "take_last_axis": ([((2, 3, 10), F32), ((4,), "int64")], {"axis": 2}),
     "repeat": ([((2, 3), F32)], {"repeats": [2, 1]}),
     "index_copy": ([((2, 3, 8, 4), F32), ((2, 3, 5, 4), F32)], {"axis": 2}),                      # fill_cache
     "index_copy_update": ([((2, 3, 12, 4), F32), ((2, 3, 1, 4), F32), ((1, 1, 1, 1), "int64")], {"axis": 2}),

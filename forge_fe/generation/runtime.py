@@ -67,7 +67,8 @@ class CompiledLM:
         ex = self.executor
         env = dict(ex.constants)
         env.update(zip(layout["inputs"], [ids, positions, mask, index] + self._cache))
-        env = ex.run_steps([self.binary.plan[i] for i in layout["steps"]], env)
+        with torch.no_grad():
+            env = ex.run_steps([self.binary.plan[i] for i in layout["steps"]], env)
         outs = [env[n] for n in layout["outputs"]]
         self._cache = outs[1:]          # the same tensors when written in place
         return outs[0]
@@ -138,7 +139,8 @@ class CompiledLM:
         mask = self._check_prompt(input_ids, options.get("attention_mask"), s["max_new_tokens"])
         return self._stream(input_ids.long(), mask, s, options.get("generator"))
 
-    def _stream(self, ids, mask, s, generator):
+    def _prefill(self, ids, mask):
+        """Run the prompt; returns (its next-token logits [B, V], the per-sequence state for decode)."""
         b, n = ids.shape
         bucket = min(p for p in self.prefill_buckets if p >= n)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)    # as HF's generate
@@ -149,21 +151,40 @@ class CompiledLM:
         padded_pos = torch.zeros((b, bucket), dtype=torch.long)
         padded_pos[:, :n] = positions
         logits = self._run(f"prefill_{bucket}", padded_ids, padded_pos, slots, torch.tensor([n - 1]))
-        next_pos = positions[:, -1:] + 1
-        unfinished = torch.ones(b, dtype=torch.bool)
+        return logits[:, -1, :].float(), {"slot": n, "slots": slots, "next_pos": positions[:, -1:] + 1}
+
+    def _decode(self, tok, state):
+        """Append one token per sequence at the next slot; returns the next logits [B, V]."""
+        slot = state["slot"]
+        state["slots"][:, slot] = 1
+        logits = self._run("decode", tok[:, None], state["next_pos"], state["slots"], torch.tensor([slot]))
+        state["slot"], state["next_pos"] = slot + 1, state["next_pos"] + 1
+        return logits[:, -1, :].float()
+
+    def _stream(self, ids, mask, s, generator):
+        logits, state = self._prefill(ids, mask)
+        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
         for i in range(s["max_new_tokens"]):
-            tok = sampling.next_tokens(logits[:, -1, :].float(), s["do_sample"], s["temperature"], s["top_k"],
-                                       s["top_p"], generator)
+            tok = sampling.next_tokens(logits, s["do_sample"], s["temperature"], s["top_k"], s["top_p"], generator)
             if len(s["eos"]):
                 tok = torch.where(unfinished, tok, torch.full_like(tok, s["pad_token_id"]))
                 unfinished &= ~torch.isin(tok, s["eos"])
             yield tok
             if not unfinished.any() or i == s["max_new_tokens"] - 1:
                 return
-            slot = n + i
-            slots[:, slot] = 1
-            logits = self._run("decode", tok[:, None], next_pos, slots, torch.tensor([slot]))
-            next_pos = next_pos + 1
+            logits = self._decode(tok, state)
+
+    def logits(self, input_ids, continuation=None, attention_mask=None) -> torch.Tensor:
+        """The next-token logits after the prompt and after each token of `continuation` ([batch, k],
+        fed in as if generated: teacher forcing): float32 [batch, k + 1, vocab]. The device's numbers,
+        to compare formats or frameworks token by token."""
+        k = 0 if continuation is None else continuation.shape[1]
+        mask = self._check_prompt(input_ids, attention_mask, k + 1)
+        logits, state = self._prefill(input_ids.long(), mask)
+        out = [logits]
+        for i in range(k):
+            out.append(self._decode(continuation[:, i].long(), state))
+        return torch.stack(out, dim=1)
 
     def generate(self, input_ids, max_new_tokens=None, **options) -> torch.LongTensor:
         """Prompt + new tokens [batch, length + new], like HF's generate (greedy unless do_sample)."""

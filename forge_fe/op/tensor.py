@@ -177,11 +177,9 @@ def _take_from_relax(call):
         if not -size <= i < size:
             raise NotOnDevice(f"take index {i} out of range for size {size}")
         return [x], {"axis": axis, "index": i % size}
-    if x.ty.ndim != 2 or axis != 0:
-        raise NotOnDevice("take other than rows of a 2-D table (embedding) or a constant scalar index")
     if not str(idx.ty.dtype).startswith(("int", "uint")):
         raise NotOnDevice("take with non-integer indices")
-    return [x, idx], {"axis": 0}
+    return [x, idx], {"axis": axis}
 
 
 def _take_lower(e, ins, a, out):
@@ -196,7 +194,26 @@ def _take_lower(e, ins, a, out):
         return e.op("ttir.reshape", [y], out.shape, out.elem, {"shape": E.I32List(list(out.shape))},
                     data_format=out.data_format)
     x, idx = ins
-    return e.op("ttir.embedding", [idx, x], out.shape, out.elem, data_format=out.data_format)
+    ax = a["axis"]
+    if len(x.shape) == 2 and ax == 0:
+        return e.op("ttir.embedding", [idx, x], out.shape, out.elem, data_format=out.data_format)
+    # Any other axis: gather rows of a 2-D view (axis first, the other dims flattened), then put
+    # the dims back: x[..., idx, ...] = permute(reshape(embedding(idx, rows), idx + others)).
+    others = [d for d in range(len(x.shape)) if d != ax]
+    rows = (x.shape[ax], int(np.prod([x.shape[d] for d in others], dtype=np.int64)))
+    t = x if ax == 0 else e.op("ttir.permute", [x], [x.shape[ax]] + [x.shape[d] for d in others], x.elem,
+                               {"permutation": E.I64Array([ax] + others)})
+    t = e.op("ttir.reshape", [t], rows, x.elem, {"shape": E.I32List(rows)})
+    t = e.op("ttir.embedding", [idx, t], tuple(idx.shape) + rows[1:], x.elem)
+    gathered = tuple(idx.shape) + tuple(x.shape[d] for d in others)
+    t = e.op("ttir.reshape", [t], gathered, x.elem, {"shape": E.I32List(gathered)})
+    k = len(idx.shape)                  # gathered dims: idx's, then the others; wanted: before, idx's, after
+    perm = list(range(k, k + ax)) + list(range(k)) + list(range(k + ax, len(gathered)))
+    if perm == list(range(len(gathered))):
+        return e.op("ttir.reshape", [t], out.shape, out.elem, {"shape": E.I32List(list(out.shape))},
+                    data_format=out.data_format)
+    return e.op("ttir.permute", [t], out.shape, out.elem, {"permutation": E.I64Array(perm)},
+                data_format=out.data_format)
 
 
 def _take_grad(d):
@@ -209,13 +226,16 @@ def _take_grad(d):
         begins[ax], ends[ax] = i, i + 1
         return [_pad_with_zeros(d, d.op(reshape, d.grad, shape=kept), x.shape, begins, ends)]
     table, idx = d.x
+    if len(table.shape) != 2 or d.node.attrs["axis"] != 0:
+        raise NotImplementedError("the backward of take along an axis other than the rows of a 2-D table")
     return [d.op(embedding_grad, idx, table, d.grad), None]
 
 
 take = defop("take", shape=_take_shape, golden=_take_golden, lower=_take_lower,
              relax=("relax.take",), from_relax=_take_from_relax, backward=_take_grad,
-             doc="y[i..., :] = table[idx[i...], :] (embedding lookup, ttir.embedding); with a constant "
-                 "scalar index, y = x.select(axis, index) (a static slice)")
+             doc="y[i..., :] = table[idx[i...], :] (embedding lookup, ttir.embedding); along another axis, "
+                 "the same lookup in a 2-D view with that axis first; with a constant scalar index, "
+                 "y = x.select(axis, index) (a static slice)")
 
 
 def _repeat_from_relax(call):
