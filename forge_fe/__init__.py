@@ -43,5 +43,5 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
     report = CompileReport(ctx.name, ctx.imported.framework if ctx.imported else "?",
                            placement=placement_rows(ctx.partition.placements) if ctx.partition else [],
                            timings=dict(ctx.timings), stopped_after=ctx.stopped_after, segments=segs,
-                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf))
+                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf), mesh=dict(ctx.mesh))
     return CompiledModel(ctx.binary, report, context=ctx)
