@@ -112,7 +112,7 @@ def stage_generate_forge_module(ctx):
     ctx.generated = codegen.generate(ctx.name, device, by_var, values, stem, imp.sources)
     # Not numbered like the other artifacts: the .py finds its weights by this file stem.
     ctx.dump(f"{stem}.py", ctx.generated.source)
-    if ctx.cfg.dump_dir:
+    if ctx.cfg.dump_dir and not imp.shape_only:
         from safetensors.numpy import save_file
         path = os.path.join(ctx.cfg.dump_dir, f"{stem}.safetensors")
         save_file(ctx.generated.weights, path)
@@ -224,6 +224,11 @@ def stage_graph_split(ctx):
 def stage_shard(ctx):
     from forge_fe.mesh.stage import shard
     shard(ctx)
+    if ctx.imported is not None and ctx.imported.shape_only and ctx.cfg.compile_depth > CompileDepth.SHARD:
+        raise CompileError("shard", f"model '{ctx.name}' has its weights on the meta device (shapes only): it can "
+                           "be planned but not compiled to a binary",
+                           "use forge_fe.mesh.plan(model, inputs, mesh=...) (or compile_depth=CompileDepth.SHARD), "
+                           "or build the model with real weights")
 
 
 def stage_lower_to_ttir(ctx):
@@ -256,7 +261,8 @@ def stage_binary(ctx):
     if ctx.mesh:
         from forge_fe.mesh.cost import mesh_perf
         ctx.binary.mesh = {k: ctx.mesh[k] for k in ("shape", "system", "arch", "axes")}
-        ctx.mesh.update(mesh_perf(ctx.binary, ctx.cfg.mesh_description(), ctx.cfg.math_fidelity))
+        ctx.mesh.update(mesh_perf(ctx.binary.programs, ctx.binary.system, ctx.cfg.mesh_description(),
+                                  ctx.cfg.math_fidelity))
         ctx.binary.debug["mesh.json"] = json.dumps(ctx.mesh)
     if ctx.cfg.dump_dir:
         from forge_fe import binary as binio

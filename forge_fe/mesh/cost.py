@@ -81,17 +81,17 @@ def program_link_time(prog: bm.Program, mesh: Mesh, system: bm.SystemDesc) -> tu
     return total, by_kind
 
 
-def mesh_perf(binary: bm.Binary, mesh: Mesh, fidelity) -> dict:
-    """Compute vs link time of every per-call program, and the totals (what the report shows)."""
-    programs, compute, link = {}, 0.0, 0.0
-    for prog in binary.programs:
+def mesh_perf(programs: list, system: bm.SystemDesc, mesh: Mesh, fidelity) -> dict:
+    """Compute vs link time of every per-call program (binary Programs), and the totals."""
+    out, compute, link = {}, 0.0, 0.0
+    for prog in programs:
         if prog.private:
             continue
-        c = perf_model.summarize(perf_model.estimate_program(prog, binary.system, fidelity), binary.system)
-        ls, kinds = program_link_time(prog, mesh, binary.system)
-        programs[prog.name] = {"compute_ms": c["estimated_latency_s"] * 1e3, "link_ms": ls * 1e3,
-                               "link_ms_by_collective": {k: v * 1e3 for k, v in kinds.items()}}
+        c = perf_model.summarize(perf_model.estimate_program(prog, system, fidelity), system)
+        ls, kinds = program_link_time(prog, mesh, system)
+        out[prog.name] = {"compute_ms": c["estimated_latency_s"] * 1e3, "link_ms": ls * 1e3,
+                          "link_ms_by_collective": {k: v * 1e3 for k, v in kinds.items()}}
         compute += c["estimated_latency_s"]
         link += ls
     return {"compute_time_ms": compute * 1e3, "link_time_ms": link * 1e3, "total_time_ms": (compute + link) * 1e3,
-            "programs": programs}
+            "programs": out}

@@ -6,7 +6,9 @@ per element):
 
 * weights: its shard of every parameter and constant of the per-call programs, and of every
   const-eval result (those are computed once at load and stay resident);
-* load peak: while const-eval runs, its input parameters, results and live intermediates;
+* load peak: the per-call programs' own weights plus, while const-eval runs, the values it has
+  alive: a parameter is loaded for its first reader and freed after its last one (the runtime
+  keeps only the const-eval results), results stay;
 * run peak: the weights plus the largest set of activations alive at once in a per-call program
   (a value is alive from the op that makes it to its last reader; program inputs from the start);
 * KV cache: none here (models compiled for generation add it, see docs/mesh.md).
@@ -42,8 +44,9 @@ def _is_boundary_shard(n: Node) -> bool:
     return n.op is not None and n.op.name == "mesh_shard"
 
 
-def program_memory(graph: Graph, name: str) -> ProgramMemory:
-    """Weights and activation peak of one per-chip graph (a sharded one, or a one-chip graph)."""
+def program_memory(graph: Graph, name: str, private: bool = False) -> ProgramMemory:
+    """Weights and activation peak of one per-chip graph (a sharded one, or a one-chip graph).
+    In a const-eval (private) program the weights are transient values like any other."""
     pm = ProgramMemory(name)
     sharded = any(_is_boundary_shard(n) for n in graph.nodes)
     resident = set()
@@ -61,7 +64,8 @@ def program_memory(graph: Graph, name: str) -> ProgramMemory:
     for n in graph.nodes:
         src = weight_source(n)
         if src is not None:
-            pm.weights.append((src.meta.get("framework_name", src.name), node_bytes(n), src.kind == INPUT))
+            name = src.meta.get("weight_of") or src.meta.get("framework_name", src.name)
+            pm.weights.append((name, node_bytes(n), src.kind == INPUT))
             resident.add(n)
     # activations: a simple liveness sweep in program order
     last = {}
@@ -75,7 +79,7 @@ def program_memory(graph: Graph, name: str) -> ProgramMemory:
     live, peak = 0, 0
     alive = {}
     for i, n in enumerate(graph.nodes):
-        if n not in resident and n not in on_host:
+        if (private or n not in resident) and n not in on_host:
             alive[n] = node_bytes(n)
             live += alive[n]
         peak = max(peak, live)
@@ -100,7 +104,7 @@ class MemoryPlan:
     def load_peak(self) -> int:
         """The per-call programs' own weights, plus one const-eval program's inputs and live values."""
         own = sum(w[1] for p in self.programs if p.name not in self.private for w in p.weights if not w[2])
-        return own + max([p.weight_bytes + p.activation_peak for p in self.programs if p.name in self.private] + [0])
+        return own + max([p.activation_peak for p in self.programs if p.name in self.private] + [0])
 
     @property
     def run_peak(self) -> int:
@@ -115,8 +119,13 @@ class MemoryPlan:
         return self.peak_bytes <= self.dram_bytes
 
     def largest_weights(self, k: int = 3) -> list:
-        every = [w[:2] for p in self.programs for w in p.weights]
-        return sorted(every, key=lambda w: -w[1])[:k]
+        """The biggest resident weight shards: (framework name, bytes per chip)."""
+        every = {}
+        for p in self.programs:
+            if p.name not in self.private:
+                for name, nbytes, _ in p.weights:
+                    every[name] = every.get(name, 0) + nbytes
+        return sorted(every.items(), key=lambda w: -w[1])[:k]
 
     def to_json(self) -> dict:
         return {"per_device_weight_bytes": self.weight_bytes, "per_device_peak_bytes": self.peak_bytes,
@@ -128,11 +137,14 @@ def plan(programs: list, dram_bytes: int) -> MemoryPlan:
     """programs: [(name, per-chip graph, private)] of every device unit."""
     mp = MemoryPlan(dram_bytes)
     for name, graph, private in programs:
-        mp.programs.append(program_memory(graph, name))
+        mp.programs.append(program_memory(graph, name, private))
         if private:
             mp.private.add(name)
     return mp
 
 
-def gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
+def human(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"

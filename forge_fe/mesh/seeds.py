@@ -102,7 +102,7 @@ def input_seeds(graph: Graph, inputs: list[Node], mesh: Mesh, specs: dict | None
     return seeds
 
 
-def check_specs(specs: dict | None, names: set, mesh: Mesh):
+def check_specs(specs: dict | None, names: set):
     """Every explicit spec must match something: a typo would silently replicate the tensor."""
     if not specs:
         return

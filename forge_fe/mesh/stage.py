@@ -37,13 +37,15 @@ def partition(units: list, mesh: Mesh, specs: dict | None) -> dict:
     out = {"programs": {}, "log": [], "notes": [], "collectives": Counter(), "parameters": {}}
     for name, programs in units:
         ce, fw = _split(programs)
+        n_ce = len(ce.outputs) if ce is not None else 0
+        bridge = {o: fw.inputs[len(fw.inputs) - n_ce + i] for i, o in enumerate(ce.outputs)} if ce else {}
+        for o, inp in bridge.items():       # name const-eval results after the weights they are made of
+            inp.meta.setdefault("weight_of", _weights_of(o))
         if mesh.size == 1:
             out["programs"][name] = list(programs)
             continue
         split_fused_projections(fw)
         unflatten_batched_matmul(fw)
-        n_ce = len(ce.outputs) if ce is not None else 0
-        bridge = {o: fw.inputs[len(fw.inputs) - n_ce + i] for i, o in enumerate(ce.outputs)} if ce else {}
         graphs = [g for g in (ce, fw) if g is not None]
         seeds = parameter_seeds(graphs, bridge, mesh, specs, out["notes"])
         seeds.update(input_seeds(fw, fw.inputs[:len(fw.inputs) - n_ce], mesh, specs, out["notes"]))
@@ -65,6 +67,19 @@ def partition(units: list, mesh: Mesh, specs: dict | None) -> dict:
     return out
 
 
+def _weights_of(n) -> str:
+    names, stack, seen = [], [n], set()
+    while stack:
+        x = stack.pop()
+        if x in seen:
+            continue
+        seen.add(x)
+        if x.kind == "parameter":
+            names.append(x.meta.get("framework_name", x.name))
+        stack.extend(x.inputs)
+    return "+".join(sorted(names)) or n.name
+
+
 def _checked(g):
     verify_shapes(g)
     return g
@@ -75,6 +90,23 @@ def plan_memory(programs: dict, mesh: Mesh) -> memory.MemoryPlan:
     return memory.plan([p for progs in programs.values() for p in progs], ARCHS[mesh.arch].dram_size)
 
 
+def shard_for(mesh: Mesh, units: list, specs: dict | None):
+    """Partition global `units` ([(unit name, programs)]) for `mesh` and plan its memory.
+    Returns (partition result, MemoryPlan, the report's 'mesh' section)."""
+    result = partition(units, mesh, specs)
+    mp = plan_memory(result["programs"], mesh)
+    report = {**mesh.to_json(), **mp.to_json(), "collectives": dict(sorted(result["collectives"].items())),
+              "parameters": result["parameters"], "notes": result["notes"]}
+    return result, mp, report
+
+
+def global_units(ctx) -> list:
+    names = {n.meta.get("framework_name", n.name) for u in ctx.units for _, g, _ in u.programs for n in g.nodes
+             if n.kind in ("parameter", "input")}
+    check_specs(ctx.cfg.shard_specs, names)
+    return [(u.name, list(u.programs)) for u in ctx.units]
+
+
 def shard(ctx):
     """The stage: shard ctx.units for ctx.cfg's mesh and fill ctx.mesh (the report's 'mesh' section)."""
     mesh = ctx.cfg.mesh_description()
@@ -83,25 +115,17 @@ def shard(ctx):
     if ctx.training:
         raise CompileError("shard", "training on a mesh is not supported (forward programs only)",
                            "compile with training=False, or train on one chip (no mesh)")
-    specs = ctx.cfg.shard_specs
-    names = {n.meta.get("framework_name", n.name) for u in ctx.units for _, g, _ in u.programs for n in g.nodes
-             if n.kind in ("parameter", "input")}
-    check_specs(specs, names, mesh)
-    units = [(u.name, list(u.programs)) for u in ctx.units]
-    result = partition(units, mesh, specs)
+    units = global_units(ctx)
+    result, mp, ctx.mesh = shard_for(mesh, units, ctx.cfg.shard_specs)
     for u in ctx.units:
         u.programs = result["programs"][u.name]
-    mp = plan_memory(result["programs"], mesh)
-    ctx.mesh = {**mesh.to_json(), **mp.to_json(),
-                "collectives": dict(sorted(result["collectives"].items())),
-                "parameters": result["parameters"], "notes": result["notes"]}
     ctx.dump("11_sharding.txt", _report_text(mesh, result, mp))
     if not mp.fits and ctx.cfg.compile_depth > type(ctx.cfg.compile_depth).SHARD:
-        raise _fit_error(ctx, mesh, mp, units, specs)
+        raise _fit_error(ctx, mesh, mp, units, ctx.cfg.shard_specs)
 
 
 def _fit_error(ctx, mesh, mp, units, specs) -> MeshMemoryError:
-    big = ", ".join(f"'{n}' ({memory.gib(b)} per chip)" for n, b in mp.largest_weights())
+    big = ", ".join(f"'{n}' ({memory.human(b)} per chip)" for n, b in mp.largest_weights())
     fitting = None
     for other in meshes_of_arch(mesh.arch):
         if other.size <= mesh.size:
@@ -113,12 +137,12 @@ def _fit_error(ctx, mesh, mp, units, specs) -> MeshMemoryError:
         if trial.fits:
             fitting = (other, trial)
             break
-    message = (f"model '{ctx.name}' needs {memory.gib(mp.peak_bytes)} per chip on {mesh.name} "
-               f"(weights {memory.gib(mp.weight_bytes)}), a {mesh.arch} chip has {memory.gib(mp.dram_bytes)} of DRAM; "
+    message = (f"model '{ctx.name}' needs {memory.human(mp.peak_bytes)} per chip on {mesh.name} "
+               f"(weights {memory.human(mp.weight_bytes)}), a {mesh.arch} chip has {memory.human(mp.dram_bytes)} of DRAM; "
                f"the largest tensors are {big}")
     if fitting:
         other, trial = fitting
-        message += f"; it fits on {other.name}: {memory.gib(trial.peak_bytes)} per chip"
+        message += f"; it fits on {other.name}: {memory.human(trial.peak_bytes)} per chip"
         hint = (f"compile with CompilerConfig(mesh='{other.system.name}', mesh_shape={other.shape}), or a smaller "
                 "data format (default_df_override=DataFormat.Float16_b / df_overrides={'weights': DataFormat.Bfp8_b})")
     else:
@@ -136,6 +160,6 @@ def _report_text(mesh: Mesh, result: dict, mp: memory.MemoryPlan) -> str:
         lines += ["", "notes:"] + [f"  {n}" for n in result["notes"]]
     lines += [""] + result["log"]
     lines += ["", "collectives: " + (", ".join(f"{k} {v}" for k, v in sorted(result["collectives"].items())) or "none")]
-    lines.append(f"per chip: weights {memory.gib(mp.weight_bytes)}, peak {memory.gib(mp.peak_bytes)} of "
-                 f"{memory.gib(mp.dram_bytes)} DRAM: {'fits' if mp.fits else 'does NOT fit'}")
+    lines.append(f"per chip: weights {memory.human(mp.weight_bytes)}, peak {memory.human(mp.peak_bytes)} of "
+                 f"{memory.human(mp.dram_bytes)} DRAM: {'fits' if mp.fits else 'does NOT fit'}")
     return "\n".join(lines) + "\n"
