@@ -13,9 +13,10 @@ from forge_fe.compiled import CompiledModel, load
 from forge_fe.verify import verify
 from forge_fe import optim
 from forge_fe import mesh
+from forge_fe.generation import CompiledLM, compile_lm
 
-__all__ = ["compile", "load", "verify", "CompiledModel", "CompilerConfig", "CompileDepth", "DataFormat",
-           "MathFidelity", "ForgeError", "__version__", "optim", "mesh"]
+__all__ = ["compile", "compile_lm", "load", "verify", "CompiledModel", "CompiledLM", "CompilerConfig", "CompileDepth",
+           "DataFormat", "MathFidelity", "ForgeError", "__version__", "optim", "mesh"]
 
 
 def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,

@@ -154,14 +154,18 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str, mesh=None) -> CompiledModel:
-    """Load a .ttb. `mesh` (a system name such as "n300" or a shape "1x8") is the mesh this runtime
-    has: a binary compiled for another mesh is refused here, with the mesh it needs."""
+def load(path: str, mesh=None):
+    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`.
+    `mesh` (a system name such as "n300" or a shape "1x8") is the mesh this runtime has: a binary
+    compiled for another mesh is refused here, with the mesh it needs."""
     import json
     b = binio.read(path)
     if mesh is not None or b.mesh:
         from forge_fe.mesh.runtime import check_runtime_mesh
         check_runtime_mesh(b, mesh)
+    if "lm" in structure.loads(b.output_structure):
+        from forge_fe.generation import CompiledLM
+        return CompiledLM.from_binary(b)
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,

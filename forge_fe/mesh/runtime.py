@@ -115,9 +115,9 @@ class MeshProgram(DeviceProgram):
     """A device program run SPMD on every chip of a mesh; inputs and outputs are global tensors."""
     mesh_kernels = MESH_KERNELS
 
-    def __init__(self, prog, compute, mesh_shape):
+    def __init__(self, prog, compute, mesh_shape, shared=None):
         self.mesh_shape = tuple(int(d) for d in mesh_shape)
-        super().__init__(prog, compute)
+        super().__init__(prog, compute, shared)
 
     def run(self, inputs):
         base = self._bind(inputs)
