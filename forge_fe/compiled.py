@@ -159,6 +159,7 @@ def load(path: str) -> CompiledModel:
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
+                           numerics_notes=json.loads(b.debug.get("numerics_notes.json", "[]")),
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan])
     return CompiledModel(b, report)
