@@ -12,8 +12,9 @@ from forge_fe.version import __version__
 from forge_fe.compiled import CompiledModel, load
 from forge_fe.verify import verify
 from forge_fe import optim
+from forge_fe.generation import CompiledLM, compile_lm
 
-__all__ = ["compile", "load", "verify", "CompiledModel", "CompilerConfig", "CompileDepth", "DataFormat",
+__all__ = ["compile", "compile_lm", "load", "verify", "CompiledModel", "CompiledLM", "CompilerConfig", "CompileDepth", "DataFormat",
            "MathFidelity", "ForgeError", "__version__", "optim"]
 
 

@@ -153,9 +153,13 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str) -> CompiledModel:
+def load(path: str):
+    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`."""
     import json
     b = binio.read(path)
+    if "lm" in structure.loads(b.output_structure):
+        from forge_fe.generation import CompiledLM
+        return CompiledLM.from_binary(b)
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
