@@ -61,3 +61,17 @@ def onnx_case(model, feeds) -> tuple[str, str]:
         cm = forge_fe.compile(model, list(feeds.values()))
         return cm(*feeds.values())
     return judge(run, golden, ops, ort_max_pool_dropped_nan)
+
+
+def torch_case(module, inputs) -> tuple[str, str]:
+    import torch
+    with torch.no_grad():
+        golden = module(*inputs)
+    golden = list(golden) if isinstance(golden, tuple) else [golden]
+    # a refusal may name the torch op (step name), its aten name or the Relax op it imports to
+    ops = {w for name, _, _ in module.steps for w in re.findall(r"[a-z_0-9]+", name.split("(")[0])}
+    ops |= {"aten", "relax", "conv2d", "linear", "matmul", "batch_norm", "layer_norm"}
+
+    def run():
+        return forge_fe.compile(module, list(inputs))(*inputs)
+    return judge(run, golden, ops)

@@ -19,14 +19,24 @@ ROUNDINGS = ("trunc", "floor", "fmod", "remainder")
 RELAX_OP = {"trunc": "divide", "floor": "floor_divide", "fmod": "mod", "remainder": "floor_mod"}
 
 
+#: unsigned integers (torch has no remainder for them; nothing to wrap): numpy, after the zero check
+UNSIGNED = {"trunc": np.floor_divide, "floor": np.floor_divide, "fmod": np.fmod, "remainder": np.remainder}
+
+
 def _register(rounding: str):
     def run(x, y):
+        x, y = x.numpy(), y.numpy()
         try:
-            out = integer_division(torch.from_numpy(x.numpy()), torch.from_numpy(y.numpy()), rounding)
+            if x.dtype.kind == "u":
+                if not y.all():
+                    raise ZeroDivisionError("integer division by zero")
+                out = UNSIGNED[rounding](x, y)
+            else:
+                out = integer_division(torch.from_numpy(x), torch.from_numpy(y), rounding).numpy()
         except ZeroDivisionError:
             raise ZeroDivisionError(f"integer division by zero in {RELAX_OP[rounding]} (torch and onnxruntime "
                                     "refuse it too)") from None
-        return tvm.runtime.tensor(np.ascontiguousarray(out.numpy()))
+        return tvm.runtime.tensor(np.ascontiguousarray(out))
     tvm.register_global_func(f"forge_fe.integer_division.{rounding}", run, override=True)
 
 
