@@ -169,6 +169,7 @@ def load(path: str, mesh=None):
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
+                           numerics_notes=json.loads(b.debug.get("numerics_notes.json", "[]")),
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan], mesh=json.loads(b.debug.get("mesh.json", "{}")))
     return CompiledModel(b, report, mesh=mesh)

@@ -141,9 +141,26 @@ class DeviceProgram:
         return lambda ins, a: fn(ins if pos in self.donated else [ins[0].clone()] + ins[1:], a)
 
     def _store(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        if x.dtype == torch.int64 and self.dtypes[idx] == torch.int32:
+            self._check_int32_range(x, idx)
         x = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
         fmt = self.formats[idx]
         return numerics.quantize(x, fmt) if fmt is not None else x
+
+    def _check_int32_range(self, x: torch.Tensor, idx: int):
+        """The device computes int64 as int32 (DESIGN.md); a value that does not fit is refused
+        rather than wrapped into a silently wrong result."""
+        if x.numel() == 0:
+            return
+        lo, hi = int(x.min()), int(x.max())
+        if lo < -2 ** 31 or hi >= 2 ** 31:
+            readers = [f"{op.name} at {op.loc}" for op in self.prog.ops if idx in op.inputs][:2]
+            raise RuntimeFailure(
+                f"program '{self.prog.name}' input '{self.prog.tensors[idx].name}' (read by "
+                f"{', '.join(readers) or 'no op'}) holds the int64 value "
+                f"{lo if lo < -2 ** 31 else hi}, outside the device's int32 range (the device computes int64 "
+                "as int32)", "pass values in [-2^31, 2^31), or keep the ops that read it on the CPU with "
+                "CompilerConfig(cpu_fallback_ops=...)")
 
     def _low_precision(self, op) -> bool:
         """Does this op's math depend on fidelity/accumulation (reduced-precision operands)?"""
@@ -236,6 +253,7 @@ class CpuSegment:
     def __init__(self, seg: bm.CpuSegment):
         import tvm
         from tvm import relax
+        from forge_fe.runtime import cpu_builtins  # noqa: F401  (host functions segments call by name)
         self.seg = seg
         fd, path = tempfile.mkstemp(suffix=".so", prefix=f"forge_fe_{seg.name}_")
         with os.fdopen(fd, "wb") as f:
