@@ -13,15 +13,18 @@ The model runs its own code: its attention (default attn_implementation), its ma
 and transformers' own `StaticCache`, whose layers we hand the input tensors. A layer writes with
 `keys.index_copy_(2, arange(n) + cumulative_length, new)`; we give it a clone to write into, so
 torch.export sees a functional index_copy (the cache write), and read the result back as an output.
-Prefill writes rows 0..P-1 (its offset is the constant 0: ttir.fill_cache); decode writes the one
-row `slot` (ttir.update_cache). Nothing else in the graph depends on the position, so the decode
-program is the same for every token.
+Prefill writes rows 0..P-1 (its offset is the constant 0: ttir.fill_cache) and, since the cache is
+empty before it, attends over those P rows only (PrefillLayer); decode writes the one row `slot`
+(ttir.update_cache) and attends over all S rows, the unwritten ones masked. Nothing else in the
+graph depends on the position, so the decode program is the same for every token.
 
 Cache slots are columns of the (left-padded) prompt: slot j holds the token at column j, so one
 `slot` serves every sequence of the batch, and `attention_mask` (over slots) hides padding.
 Position ids are per sequence (cumsum of the mask, as transformers' generate computes them).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -47,10 +50,31 @@ def check_causal_lm(model):
                          "pass an *ForCausalLM / *LMHeadModel; compile encoders with forge_fe.compile")
 
 
-def static_cache(model, max_cache_len: int):
+@functools.cache
+def _prefill_layer_class():
+    from transformers.cache_utils import StaticLayer
+
+    class PrefillLayer(StaticLayer):
+        """A prefill starts from an empty cache, so its attention needs only the prompt's own keys and
+        values: the layer writes them into the cache (StaticLayer.update) and hands attention the new
+        rows, and the mask is sized to them (P x P, not P x max_cache_len)."""
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            super().update(key_states, value_states, *args, **kwargs)
+            return key_states, value_states
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return query_length, 0
+
+    return PrefillLayer
+
+
+def static_cache(model, max_cache_len: int, prefill: bool = False):
     """transformers' StaticCache for this model, refused unless every layer is a plain full-attention
-    StaticLayer (a sliding window no shorter than the cache behaves as one)."""
+    StaticLayer (a sliding window no shorter than the cache behaves as one). `prefill`: layers whose
+    attention sees only the rows being written (PrefillLayer)."""
     from transformers.cache_utils import StaticCache, StaticLayer, StaticSlidingWindowLayer
+    layer_cls = _prefill_layer_class() if prefill else StaticLayer
     try:
         cache = StaticCache(config=model.config, max_cache_len=max_cache_len)
     except Exception as exc:
@@ -60,7 +84,7 @@ def static_cache(model, max_cache_len: int):
     for i, layer in enumerate(cache.layers):
         window = getattr(layer, "max_cache_len", 0) if isinstance(layer, StaticSlidingWindowLayer) else None
         if type(layer) is StaticLayer or (window is not None and window >= max_cache_len):
-            layers.append(StaticLayer(max_cache_len=max_cache_len))
+            layers.append(layer_cls(max_cache_len=max_cache_len))
             continue
         kind = type(layer).__name__
         if window is not None:
@@ -82,7 +106,7 @@ class LMStep(torch.nn.Module):
         self.prefill = prefill
 
     def forward(self, input_ids, position_ids, attention_mask, index, *cache_tensors):
-        cache = static_cache(self.model, self.max_cache_len)
+        cache = static_cache(self.model, self.max_cache_len, prefill=self.prefill)
         # Prefill starts at slot 0, a constant (so its write is a fill from row 0); decode at `index`.
         start = torch.zeros((), dtype=torch.int64) if self.prefill else index.reshape(())
         for i, layer in enumerate(cache.layers):

@@ -33,11 +33,15 @@ def decompose(graph: Graph) -> int:
 
 
 def remove_noops(graph: Graph) -> int:
-    """reshape/broadcast to the same shape, cast to the same dtype, identity permutes."""
+    """reshape/broadcast to the same shape, cast to the same dtype, identity permutes; a reshape of a
+    reshape reads the first one's input (transformers' decode steps chain several per projection)."""
     count = 0
     for n in list(graph.nodes):
         if n.kind != OP or not n.inputs:
             continue
+        while n.op is op["reshape"] and n.inputs[0].kind == OP and n.inputs[0].op is op["reshape"]:
+            n.inputs = [n.inputs[0].inputs[0]]
+            count += 1
         x = n.inputs[0]
         same = n.shape == x.shape and n.dtype == x.dtype
         if same and n.op in (op["reshape"], op["broadcast"], op["cast"]) or \
