@@ -20,7 +20,7 @@ _compiled = {}
 
 def lm_of(arch, batch=1, buckets=(16,), **kw):
     """(HF model, CompiledLM), compiled once per configuration for the whole module."""
-    key = (arch, batch, buckets, tuple(sorted(kw.items())))
+    key = (arch, batch, buckets, repr(sorted(kw.items())))
     if key not in _compiled:
         model = causal_lm(arch)
         model.generation_config.eos_token_id = None      # parity over all NEW tokens; eos is tested apart
@@ -190,6 +190,25 @@ def test_report_names_programs_speed_and_the_memory_bound_estimate():
     assert mb["seconds_per_token"] == pytest.approx((mb["weight_bytes"] + mb["cache_bytes"]) / 288e9)
     text = lm.report.summary()
     assert "tokens/s" in text and "assumption:" in text
+
+
+def test_bf16_follows_fp32_and_keeps_its_cache_in_place(monkeypatch):
+    """In bf16 the cache is stored in its format once; later decode steps write the same tensors."""
+    from forge_fe.generation.runtime import CompiledLM
+    from forge_fe.verify import pcc
+    _, fp32 = lm_of("llama")
+    _, bf16 = lm_of("llama", compiler_cfg=forge_fe.CompilerConfig(default_df_override=forge_fe.DataFormat.Float16_b))
+    ids = prompt(6)
+    want = fp32.generate(ids, max_new_tokens=8)
+    got = bf16.logits(ids, want[:, 6:-1])
+    # bf16 rounding of weights and activations: the logits stay close to fp32's at every step
+    assert min(pcc(g.numpy(), w.numpy()) for g, w in zip(got[0], fp32.logits(ids, want[:, 6:-1])[0])) > 0.999
+    seen = []
+    real = CompiledLM._decode
+    monkeypatch.setattr(CompiledLM, "_decode", lambda self, tok, state: (real(self, tok, state),
+                                                                         seen.append([id(t) for t in self._cache]))[0])
+    bf16.generate(ids, max_new_tokens=6)
+    assert len(seen) == 5 and all(s == seen[0] for s in seen), "every decode step writes the same cache tensors"
 
 
 # ---- errors users see -----------------------------------------------------------------

@@ -40,11 +40,15 @@ ARCHS = {
 }
 
 
-def causal_lm(arch: str, size: str = "tiny", seed: int = 0, **overrides):
+def causal_lm(arch: str, size: str = "tiny", seed: int | None = None, **overrides):
     """A random-weight transformers causal LM (eval mode). Norm weights and biases are perturbed
-    too (fresh models have unit norms and zero biases), so every weight matters."""
+    too (fresh models have unit norms and zero biases), so every weight matters. The default seed
+    differs per architecture (Llama and Mistral share their shapes, not their weights)."""
+    import zlib
+
     import transformers
     config_cls, model_cls, tiny, full = ARCHS[arch]
+    seed = zlib.crc32(arch.encode()) % 2**31 if seed is None else seed
     kwargs = dict(tiny if size == "tiny" else full, **overrides)
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(getattr(transformers, config_cls)(**kwargs))

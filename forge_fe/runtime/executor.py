@@ -97,6 +97,7 @@ class DeviceProgram:
                        torch_dtype(t.dtype, f"program '{prog.name}' tensor '{t.name}'") for t in prog.tensors]
         self.formats = [_format(t) for t in prog.tensors]
         self._stored_inputs: dict = {}
+        self._returned: dict = {}       # id of each output of the last call -> its version then
         self.slots: list = [None] * len(prog.tensors)
         # Programs of one binary may hold the same array (an LM's prefill and decode weights):
         # `shared` converts each array once per dtype and format.
@@ -213,7 +214,10 @@ class DeviceProgram:
             self._exec(step, slots)
             for t in step.free:
                 slots[t] = None
-        return [slots[i] for i in self.prog.outputs]
+        outs = [slots[i] for i in self.prog.outputs]
+        # An output that is a stored input written in place (a donated KV cache) comes back next call.
+        self._returned = {id(t): t._version for t in outs}
+        return outs
 
     def _bind(self, inputs: list[torch.Tensor]) -> list:
         """The slots with constants and `inputs` stored in their formats."""
@@ -223,6 +227,8 @@ class DeviceProgram:
             seen = self._stored_inputs.get(idx)
             if seen is not None and seen[0] is x and seen[2] == x._version:   # unchanged since last call
                 slots[idx] = seen[1]
+            elif seen is not None and seen[1] is x and self._returned.get(id(x)) == x._version:
+                slots[idx] = x          # what this slot held, returned by the last call, untouched since
             else:
                 slots[idx] = self._store(x, idx)
                 self._stored_inputs[idx] = (x, slots[idx], x._version)
