@@ -360,3 +360,25 @@ def test_llama3_8b_is_planned_shape_only_too_big_for_n150_fits_t3k():
         assert plan["collectives"] == {"all_reduce": 1 + 2 * 32}                 # embedding + 2 per layer
     assert t3k["compute_time_ms"] < n300["compute_time_ms"] < n150["compute_time_ms"]
     assert n150["link_time_ms"] == 0 < n300["link_time_ms"]
+
+
+# ---- generation on a mesh ---------------------------------------------------------------------------
+
+def test_compile_lm_generates_hf_tokens_on_a_mesh_with_the_kv_cache_split_over_heads(tmp_path):
+    from forge_fe.generation.models import causal_lm
+    model = causal_lm("llama", num_key_value_heads=4)           # 4 KV heads: 2 per chip on an n300
+    model.generation_config.eos_token_id = None
+    lm = forge_fe.compile_lm(model, max_cache_len=32, prefill_buckets=[8],
+                             compiler_cfg=forge_fe.CompilerConfig(mesh="n300"))
+    ids = torch.randint(0, 512, (1, 6), generator=torch.Generator().manual_seed(3))
+    want = model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(lm.generate(ids, max_new_tokens=12), want)
+    decode = lm.report.to_dict()["mesh"]["decode"]
+    # 4 cache tensors (k, v of 2 layers), per chip 2 of the 4 heads, each head [32 slots, 16] padded to one
+    # 32x32 fp32 tile: half of what one chip would hold
+    assert decode["per_device_kv_cache_bytes"] == 4 * 2 * (32 * 32 * 4)
+    assert decode["collectives"] == {"all_reduce": 5}           # embedding + attention and MLP per layer
+    lm.save(tmp_path / "lm.ttb")
+    with pytest.raises(RuntimeFailure, match="compiled for mesh n300"):
+        forge_fe.load(tmp_path / "lm.ttb", mesh="p150")
+    assert torch.equal(forge_fe.load(tmp_path / "lm.ttb", mesh="n300").generate(ids, max_new_tokens=12), want)
