@@ -382,3 +382,29 @@ def test_compile_lm_generates_hf_tokens_on_a_mesh_with_the_kv_cache_split_over_h
     with pytest.raises(RuntimeFailure, match="compiled for mesh n300"):
         forge_fe.load(tmp_path / "lm.ttb", mesh="p150")
     assert torch.equal(forge_fe.load(tmp_path / "lm.ttb", mesh="n300").generate(ids, max_new_tokens=12), want)
+
+
+def test_link_model_prices_bytes_over_links_and_topology():
+    """cost.py's model: time grows with the bytes over the axis bandwidth; a ring beats a line of the
+    same links (both directions); more links are faster; one chip costs nothing."""
+    from dataclasses import replace
+    from forge_fe.binary import model as bm
+    from forge_fe.binary_builder import ARCHS
+    from forge_fe.mesh.cost import collective_time
+    from forge_fe.mesh.systems import Axis
+    system = ARCHS["wormhole_b0"]
+    t3k = resolve_mesh("t3k", (1, 8))                          # ring, 1 usable link per pair
+    line = replace(t3k, axes=(t3k.axes[0], Axis("line", 1)))
+    wide = replace(t3k, axes=(t3k.axes[0], Axis("ring", 4)))
+    small, big = (bm.TensorDesc("x", (1024, 1024), "bfloat16", "Float16_b"),
+                  bm.TensorDesc("x", (2048, 1024), "bfloat16", "Float16_b"))
+    for op in ("ttir.all_gather", "ttir.all_reduce", "ttir.reduce_scatter"):
+        a, b = collective_time(op, small, 1, t3k, system), collective_time(op, big, 1, t3k, system)
+        assert 1.9 < b / a < 2.0                                # bandwidth-bound at 2 MB, latency adds a little
+        assert collective_time(op, small, 1, wide, system) < a  # more links
+        assert collective_time(op, small, 0, t3k, system) == 0  # the 1-chip axis
+    gather = [collective_time("ttir.all_gather", small, 1, m, system) for m in (t3k, line)]
+    assert gather[0] < gather[1]                                # a ring uses both directions
+    bw = t3k.axis_bandwidth(1)
+    assert bw == 12.5e9                                         # 100 Gbps per direction, one usable link
+    assert collective_time("ttir.all_gather", small, 1, line, system) > 7 * 2 * 2**20 / bw
