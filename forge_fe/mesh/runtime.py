@@ -143,6 +143,8 @@ class MeshProgram(DeviceProgram):
                 except Exception as exc:
                     raise RuntimeFailure(f"mesh op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
                                          f"failed: {exc}") from exc
+                if op.name == "ttir.mesh_shard" and attrs["shard_direction"] == "full_to_shard":
+                    ys = [_round(y, fmt) for y in ys]      # each chip stores its piece in the tensor's format
                 for c, y in zip(chips, ys):
                     c[out] = y if y.dtype == dtype else y.to(dtype)
             else:
