@@ -418,3 +418,15 @@ def test_a_meta_device_model_is_planned_but_not_compiled_to_a_binary():
     assert plan["shape_only"] and plan["fits"] and plan["collectives"] == {"all_reduce": 1}
     with pytest.raises(ForgeError, match="weights on the meta device"):
         forge_fe.compile(model, [x], compiler_cfg=forge_fe.CompilerConfig(mesh="n300"))
+
+
+def test_fewer_heads_than_chips_replicates_the_projection_instead_of_gathering():
+    from forge_fe import zoo
+    model, x = zoo.llama_tiny(seq=8)                        # 4 query heads, 2 KV heads
+    cm = forge_fe.compile(model, x, compiler_cfg=forge_fe.CompilerConfig(mesh="1x8"))
+    mesh = cm.report.to_dict()["mesh"]
+    assert "model.layers.0.self_attn.k_proj.weight" not in mesh["parameters"]
+    assert any("2 heads do not divide over axis 'y' of 8 chips" in n for n in mesh["notes"])
+    assert "all_gather" not in mesh["collectives"]
+    assert mesh["parameters"]["model.layers.0.mlp.up_proj.weight"] == "[y, -]"     # the MLP still splits
+    forge_fe.verify(x, model, cm)
