@@ -147,7 +147,8 @@ def build_binary(ctx) -> bm.Binary:
     debug = {"ttir.mlir": ctx.ttir_text}
     if ctx.partition is not None:
         debug["placement.json"] = json.dumps(placement_rows(ctx.partition.placements))
-        debug["relax.py"] = ctx.mod.script(show_meta=False)
+        if ctx.cfg.dump_dir:   # printing the whole module costs a walk over it: only when artifacts are asked for
+            debug["relax.py"] = ctx.mod.script(show_meta=False)
     return bm.Binary(compiler_version=f"forge_fe {__version__} (tvm {tvm.__version__})", system=system,
                      programs=programs, cpu_segments=cpu_segments, plan=plan, inputs=inputs, outputs=outputs,
                      constants={k: np.asarray(v, order="C") for k, v in constants.items()},

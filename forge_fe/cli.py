@@ -384,7 +384,14 @@ def cmd_run(args):
                            "name the arrays after the inputs, or save exactly one array per input in order")
     if cm.inputs_tree is not None:        # the binary's inputs are the leaves of structured inputs
         inputs = structure.unflatten(cm.inputs_tree, inputs)
-    outs = cm(*inputs)
+    outs = cm(*inputs)        # also the warm-up run: const-eval and weight packing happen once, here
+    if args.profile:
+        from forge_fe.runtime.profile import Profiler
+        prof = cm.executor.profiler = Profiler()
+        for _ in range(args.iters):
+            prof.run(cm, *inputs)
+        cm.executor.profiler = None
+        print(prof.table())
     leaves = [np.asarray(x) for x in structure.flatten(outs)[0]]
     for i, o in enumerate(leaves):
         print(f"output {i}: shape {list(o.shape)} dtype {o.dtype} mean {float(np.mean(o)):.6g}")
@@ -410,9 +417,9 @@ def _read_table(section, out) -> str:
             return "no performance estimate in this binary"
         head = (f"arch {out['arch']}: estimated {out['estimated_latency_s'] * 1e3:.3f} ms, roofline "
                 f"{out['roofline_latency_s'] * 1e3:.3f} ms, utilization {100 * out['utilization']:.0f}%\n")
-        return head + _table(["op", "loc", "time us", "bound", "cores"],
-                             [[o["op"], o["loc"][:40], f"{o['time_s'] * 1e6:.2f}", o["bound"], o["cores"]]
-                              for o in out["ops"]])
+        return head + _table(["op", "loc", "time us", "bound", "cores", "result in"],
+                             [[o["op"], o["loc"][:40], f"{o['time_s'] * 1e6:.2f}", o["bound"], o["cores"],
+                               f"L1 {o['sharding']}" if o.get("out_l1") else "DRAM"] for o in out["ops"]])
     if section == "io":
         return _table(["", "name", "shape", "dtype", "data format"],
                       [["input", t.get("name"), "x".join(map(str, t.get("shape", []))), t.get("dtype"),
@@ -559,10 +566,14 @@ examples:
 
     r = parser("run", help="run a binary on inputs from an .npz file",
                epilog="example: forge-fe run m.ttb --inputs x.npz --output y.npz\n"
+                      "         forge-fe run m.ttb --inputs x.npz --profile --iters 20\n"
                       "arrays are matched to the binary's inputs by name, else by order")
     r.add_argument("binary")
     r.add_argument("--inputs", required=True, metavar="X.npz")
     r.add_argument("--output", default=None, metavar="Y.npz", help="write the outputs (output0, output1 ...)")
+    r.add_argument("--profile", action="store_true",
+                   help="time every op and print a per-op-type table (after one warm-up run)")
+    r.add_argument("--iters", type=int, default=10, help="profiled runs (with --profile; default 10)")
     r.set_defaults(fn=cmd_run)
 
     rd = parser("read", help="inspect a binary",

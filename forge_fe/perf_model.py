@@ -215,6 +215,10 @@ class Cost:
     cycles: float
     parallel: int
     dram_bytes: float | None = None
+    #: DRAM bytes read per input when that input is in DRAM (default: its tile-padded size)
+    operand_bytes: list | None = None
+    #: (batch, M tiles, K tiles, N tiles, bytes per A tile, bytes per B tile) of a matrix-engine op
+    gemm: tuple | None = None
 
 
 RULES: dict[str, tuple[str, Callable[[OpContext], Cost]]] = {}
@@ -263,7 +267,8 @@ def _gemm_cost(c: OpContext, batch: int, m: int, k: int, n: int, operands) -> Co
     mt, kt, nt = (-(-x // TILE) for x in (m, k, n))
     out_tiles = batch * mt * nt
     cycles = batch * mt * kt * nt * MATMUL_TILE_CYCLES_PER_PHASE * c.phases(operands)
-    return Cost(2.0 * batch * m * n * k, cycles, out_tiles)
+    tile_bytes = [TILE_ELEMS * bytes_per_element(t.data_format, t.dtype) for t in operands]
+    return Cost(2.0 * batch * m * n * k, cycles, out_tiles, gemm=(batch, mt, kt, nt, *tile_bytes))
 
 
 def _with_bias(cost: Cost, c: OpContext, bias_index: int) -> Cost:
@@ -301,8 +306,8 @@ def _conv2d(c: OpContext) -> Cost:
     # The weight lives in DRAM as its (K x N) GEMM matrix, tiled as such: padding OIHW's
     # last two dims (KH, KW) to 32x32 would count a 1x1 kernel 1024 times over.
     w = c.ins[1]
-    cost.dram_bytes = (tensor_bytes(c.ins[0]) + tensor_bytes(w, (cin_g * kh * kw, cout)) + tensor_bytes(c.out)
-                       + sum(tensor_bytes(t) for t in c.ins[2:]))
+    cost.operand_bytes = [tensor_bytes(c.ins[0]), tensor_bytes(w, (cin_g * kh * kw, cout))] + \
+        [tensor_bytes(t) for t in c.ins[2:]]
     return _with_bias(cost, c, 2)
 
 
@@ -422,10 +427,24 @@ def _datacopy(c: OpContext, transpose: bool = False) -> Cost:
     return Cost(0.0, n * per_tile, n)
 
 
-@rule("data_movement", "ttir.reshape", "ttir.concat", "ttir.broadcast", "ttir.repeat", "ttir.typecast")
+@rule("data_movement", "ttir.concat", "ttir.broadcast", "ttir.repeat", "ttir.typecast")
 def _copy(c: OpContext) -> Cost:
     """One datacopy (unpack + pack) per output tile; DRAM read + write of the tensors."""
     return _datacopy(c)
+
+
+@rule("data_movement", "ttir.reshape")
+def _reshape(c: OpContext) -> Cost:
+    """Tiled tensors: a reshape keeping the last dim and the tile rows is metadata (no cycles, no
+    bytes); one between tile-aligned last dims (splitting heads: [.., 768] -> [.., 12, 64]) re-tiles
+    in one datacopy pass; any other is untilize + row-major reshape + tilize, three passes."""
+    from forge_fe.perf_program import is_view_reshape
+    if is_view_reshape(c.ins[0].shape, c.out.shape):
+        return Cost(0.0, 0.0, 1, dram_bytes=0.0, operand_bytes=[0.0])
+    cost = _datacopy(c)
+    aligned = all(t.shape and int(t.shape[-1]) % TILE == 0 for t in (c.ins[0], c.out))
+    cost.cycles *= 1 if aligned else 3
+    return cost
 
 
 @rule("data_movement", "ttir.permute")
@@ -445,7 +464,7 @@ def _transpose(c: OpContext) -> Cost:
 def _slice(c: OpContext) -> Cost:
     """Reads only the slice (the output's shape, in the input's format), then writes it."""
     cost = _datacopy(c)
-    cost.dram_bytes = tensor_bytes(c.ins[0], c.out.shape) + tensor_bytes(c.out)
+    cost.operand_bytes = [tensor_bytes(c.ins[0], c.out.shape)]
     return cost
 
 
@@ -454,7 +473,7 @@ def _embedding(c: OpContext) -> Cost:
     """Reads the indices and the gathered rows (not the whole table), writes the output."""
     idx, table = c.ins[0], c.ins[1]
     cost = _datacopy(c)
-    cost.dram_bytes = tensor_bytes(idx) + tensor_bytes(table, c.out.shape) + tensor_bytes(c.out)
+    cost.operand_bytes = [tensor_bytes(idx), tensor_bytes(table, c.out.shape)]
     return cost
 
 
@@ -495,48 +514,122 @@ class OpEstimate:
     op: str
     loc: str
     flops: float            # useful math (2*M*N*K for matmul; unpadded elements)
-    dram_bytes: float       # inputs read + outputs written, tile-padded, in each tensor's format
-    compute_cycles: float   # engine cycles on ONE core
-    cores: int              # min(grid cores, units of independent work)
-    time_s: float           # max(dram_bytes / bw, compute_cycles / (cores * clock)) / 0.7
+    dram_bytes: float       # DRAM bytes read + written: operands and result not resident in L1
+    compute_cycles: float   # engine cycles on ONE core (plus those of the activations fused into it)
+    cores: int              # cores the op runs on: min(units of work, cores of its result's sharding)
+    time_s: float           # max(dram_bytes / bw, per-core cycles / clock) / 0.7 + launch overhead
     roofline_s: float       # max(dram_bytes / bw, compute_cycles / (grid cores * clock))
-    bound: str              # "compute" or "memory"
+    bound: str              # "compute", "memory", "noc" (operand multicast), or "fused"/"view" (free)
     fits_l1: bool           # (input + output bytes) / cores <= L1 (usable); informational
     rule: str = ""          # cost family used ("matmul", "eltwise", ..., "default" for unknown ops)
+    l1_inputs: int = 0      # operands read from L1 (sharded activations) instead of DRAM
+    out_l1: bool = False    # result kept in L1
+    sharding: str = ""      # height / width / block / interleaved (result in DRAM)
+    fused_into: int | None = None   # index of the op this one runs inside (its cost is there)
 
 
 def grid_cores(system: bm.SystemDesc) -> int:
     return int(system.grid[0]) * int(system.grid[1])
 
 
-def estimate_op(index: int, op: bm.Op, program: bm.Program, system: bm.SystemDesc,
-                fidelity: MathFidelity = MathFidelity.HiFi4) -> OpEstimate:
+#: fixed cost of one launched device op (kernel dispatch, program switch, semaphores), seconds.
+#: Calibrated against tt-metal's published per-model figures (benchmarks/perf_calibration.py,
+#: docs/numerics.md); fused activations and view reshapes launch nothing.
+OP_OVERHEAD_S = {"wormhole_b0": 4e-6, "blackhole": 3e-6}
+DEFAULT_OP_OVERHEAD_S = 4e-6
+#: bytes per cycle one core receives over the NoC (multicast matmul operands; Tensix NoC: 32 B/cycle)
+NOC_BYTES_PER_CYCLE = 32.0
+
+
+def _op_cost(index: int, op: bm.Op, program: bm.Program, fidelity) -> tuple[OpContext, str, Cost]:
     ctx = OpContext(op, [program.tensors[i] for i in op.inputs], [program.tensors[i] for i in op.outputs],
                     int(fidelity))
     family, fn = RULES.get(op.name, DEFAULT_RULE)
     try:
-        cost = fn(ctx)
+        return ctx, family, fn(ctx)
     except (KeyError, ValueError, IndexError, TypeError) as exc:
         raise ValueError(f"perf model: cannot estimate op {index} {op.name} ({op.loc or 'no loc'}): {exc}") from exc
+
+
+def _noc_cycles(cost: Cost, scheme: str, core_grid) -> float:
+    """Cycles one core spends receiving the matmul operands it does not hold: height-sharded, its
+    rows of A are local and all of B is multicast to it; block-sharded, its row block of A comes
+    along the core row and its column block of B down the core column; width-sharded, all of A."""
+    if cost.gemm is None:
+        return 0.0
+    batch, mt, kt, nt, a_tile, b_tile = cost.gemm
+    cr, cc = max(1, core_grid[0]), max(1, core_grid[1])
+    if batch > 1:        # batched (attention) matmuls: whole problems spread over the cores
+        return batch * kt * (mt * a_tile + nt * b_tile) / (cr * cc) / NOC_BYTES_PER_CYCLE
+    a = {"height": 0, "width": mt}.get(scheme, -(-mt // cr))
+    b = {"height": nt, "width": -(-nt // (cr * cc))}.get(scheme, -(-nt // cc))
+    return kt * (a * a_tile + b * b_tile) / NOC_BYTES_PER_CYCLE
+
+
+def _finish(index, op, ctx, family, cost, system, place=None, extra_cycles=0.0) -> OpEstimate:
+    from forge_fe.perf_program import sharding
     io_bytes = sum(tensor_bytes(t) for t in ctx.ins) + sum(tensor_bytes(t) for t in ctx.outs)
-    dram = io_bytes if cost.dram_bytes is None else cost.dram_bytes
     grid = grid_cores(system)
-    cores = max(1, min(grid, int(cost.parallel)))
+    overhead = OP_OVERHEAD_S.get(system.arch, DEFAULT_OP_OVERHEAD_S)
+    cycles = cost.cycles + extra_cycles
+    if place is None:                         # the op alone: operands and result in DRAM
+        dram = io_bytes if cost.dram_bytes is None else cost.dram_bytes
+        if cost.operand_bytes is not None and cost.dram_bytes is None:
+            dram = sum(cost.operand_bytes) + sum(tensor_bytes(t) for t in ctx.outs)
+        l1_inputs, out_l1, scheme, fused_into = 0, False, "interleaved", None
+        shard, out_cores, core_grid = sharding(ctx.out.shape, system.grid) if ctx.outs else ("", grid, (1, 1))
+    else:
+        operand = cost.operand_bytes or [tensor_bytes(t) for t in ctx.ins]
+        dram = sum(b for b, in_l1 in zip(operand, place.in_l1) if not in_l1)
+        if not place.out_l1 and not place.view:
+            dram += sum(tensor_bytes(t) for t in ctx.outs)
+        l1_inputs, out_l1, scheme, fused_into = sum(place.in_l1), place.out_l1, place.scheme, place.fused_into
+        shard, out_cores, core_grid = sharding(ctx.out.shape, system.grid) if ctx.outs else ("", grid, (1, 1))
+        if place.prologue:      # reads its other operands, writes nothing, launches nothing; cycles in the consumer
+            return OpEstimate(index, op.name, op.loc, float(cost.flops), float(dram), 0.0, 0, 
+                              dram / system.dram_bandwidth / UTILIZATION, dram / system.dram_bandwidth, "fused",
+                              True, family, l1_inputs, False, scheme, fused_into)
+        if place.fused_into is not None or place.view:
+            bound = "fused" if place.fused_into is not None else "view"
+            return OpEstimate(index, op.name, op.loc, float(cost.flops), 0.0, 0.0, 0, 0.0, 0.0, bound,
+                              True, family, l1_inputs, out_l1, scheme, fused_into)
+    cores = max(1, min(grid, int(cost.parallel), out_cores))
     memory_s = dram / system.dram_bandwidth
-    compute_s = cost.cycles / (cores * system.clock_hz)
+    compute_s = cycles / (cores * system.clock_hz)
+    noc_s = _noc_cycles(cost, shard, core_grid) / system.clock_hz
+    busy = max(memory_s, compute_s, noc_s)
+    bound = "memory" if busy == memory_s and memory_s >= compute_s else ("noc" if busy == noc_s and
+                                                                         noc_s > compute_s else "compute")
     return OpEstimate(
         index=index, op=op.name, loc=op.loc, flops=float(cost.flops), dram_bytes=float(dram),
-        compute_cycles=float(cost.cycles), cores=cores,
-        time_s=max(memory_s, compute_s) / UTILIZATION,
-        roofline_s=max(memory_s, cost.cycles / (grid * system.clock_hz)),
-        bound="compute" if compute_s > memory_s else "memory",
-        fits_l1=io_bytes / cores <= system.l1_size, rule=family)
+        compute_cycles=float(cycles), cores=cores,
+        time_s=busy / UTILIZATION + overhead,
+        roofline_s=max(memory_s, cycles / (grid * system.clock_hz)),
+        bound=bound, fits_l1=io_bytes / cores <= system.l1_size, rule=family,
+        l1_inputs=l1_inputs, out_l1=out_l1, sharding=scheme, fused_into=fused_into)
+
+
+def estimate_op(index: int, op: bm.Op, program: bm.Program, system: bm.SystemDesc,
+                fidelity: MathFidelity = MathFidelity.HiFi4) -> OpEstimate:
+    """One op on its own: its operands and result in DRAM (no placement, no fusion)."""
+    ctx, family, cost = _op_cost(index, op, program, fidelity)
+    return _finish(index, op, ctx, family, cost, system)
 
 
 def estimate_program(program: bm.Program, system: bm.SystemDesc,
                      fidelity: MathFidelity = MathFidelity.HiFi4) -> list[OpEstimate]:
-    """One estimate per op of `program`, in program order."""
-    return [estimate_op(i, op, program, system, fidelity) for i, op in enumerate(program.ops)]
+    """One estimate per op of `program`, in program order, with the program's placement
+    (forge_fe.perf_program: fusion, L1 residency, sharding). Fused activations and view
+    reshapes get zero time; a fused activation's cycles are counted in the op it runs inside.
+    (Stable entry point: the multi-chip model calls it per chip.)"""
+    from forge_fe.perf_program import plan_program
+    places = plan_program(program, system)
+    costs = [_op_cost(i, op, program, fidelity) for i, op in enumerate(program.ops)]
+    extra = [0.0] * len(costs)
+    for i, p in enumerate(places):
+        if p.fused_into is not None:
+            extra[p.fused_into] += costs[i][2].cycles
+    return [_finish(i, op, *costs[i], system, places[i], extra[i]) for i, op in enumerate(program.ops)]
 
 
 def summarize(estimates: list[OpEstimate], system: bm.SystemDesc) -> dict:
@@ -550,6 +643,9 @@ def summarize(estimates: list[OpEstimate], system: bm.SystemDesc) -> dict:
         "utilization": roof / est if est > 0 else 1.0,
         "compute_bound_ops": sum(e.bound == "compute" for e in estimates),
         "memory_bound_ops": sum(e.bound == "memory" for e in estimates),
+        "noc_bound_ops": sum(e.bound == "noc" for e in estimates),
+        "free_ops": sum(e.bound in ("fused", "view") for e in estimates),   # fused activations, view reshapes
+        "l1_resident_results": sum(e.out_l1 for e in estimates),
         "total_flops": sum(e.flops for e in estimates),
         "total_dram_bytes": sum(e.dram_bytes for e in estimates),
         "default_modeled_ops": sorted({e.op for e in estimates if e.rule == "default"}),

@@ -17,7 +17,7 @@ from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import CompileError, ForgeError
 from forge_fe.frontend import ImportedModel, import_model
 from forge_fe.graph.graph import Graph
-from forge_fe.passes import consteval, layout, post_initial, pre_lowering
+from forge_fe.passes import consteval, fuse, layout, post_initial, pre_lowering
 from forge_fe.ttir.emitter import module_text
 from forge_fe.ttir.lower import lower_graph
 
@@ -58,8 +58,12 @@ class CompileContext:
     artifacts: dict[str, str] = field(default_factory=dict)   # artifact name -> path
 
     def dump(self, name: str, data):
+        """Write an artifact to the dump directory. `data` may be a function making it, so that
+        text costing a whole-module walk (TVMScript, graph dumps) is only made when asked for."""
         if not self.cfg.dump_dir:
             return
+        if callable(data):
+            data = data()
         os.makedirs(self.cfg.dump_dir, exist_ok=True)
         path = os.path.join(self.cfg.dump_dir, name)
         with open(path, "wb" if isinstance(data, bytes) else "w") as f:
@@ -77,7 +81,7 @@ def stage_import(ctx):
     ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
     ctx.mod = ctx.imported.mod
     if ctx.mod is not None:
-        ctx.dump("01_relax_imported.py", ctx.mod.script(show_meta=False))
+        ctx.dump("01_relax_imported.py", lambda: ctx.mod.script(show_meta=False))
 
 
 def stage_relax_passes(ctx):
@@ -85,7 +89,7 @@ def stage_relax_passes(ctx):
         return
     from tvm_ext.passes import run_relax_passes
     ctx.mod = run_relax_passes(ctx.mod)
-    ctx.dump("02_relax_passes.py", ctx.mod.script(show_meta=False))
+    ctx.dump("02_relax_passes.py", lambda: ctx.mod.script(show_meta=False))
 
 
 def stage_partition(ctx):
@@ -95,8 +99,8 @@ def stage_partition(ctx):
         return
     from tvm_ext.partition import partition
     ctx.partition = partition(ctx.mod, ctx.cfg.cpu_fallback_ops)
-    ctx.dump("03_partition.py", ctx.partition.module.script(show_meta=False))
-    ctx.dump("03_placement.txt", placement_table(ctx.partition.placements))
+    ctx.dump("03_partition.py", lambda: ctx.partition.module.script(show_meta=False))
+    ctx.dump("03_placement.txt", lambda: placement_table(ctx.partition.placements))
 
 
 def stage_generate_forge_module(ctx):
@@ -140,6 +144,7 @@ def stage_post_initial_graph(ctx):
         g = u.graph
         post_initial.decompose(g)
         post_initial.remove_noops(g)
+        fuse.fuse_gelu_tanh(g)             # GPT-2's spelled-out GELU -> one gelu op
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
         post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)
@@ -216,7 +221,7 @@ def stage_graph_split(ctx):
             opt.toposort()
             pre_lowering.verify_shapes(opt)
             u.programs.append((f"{u.name}_optimizer", opt, False))
-    ctx.dump("11_graph_split.txt", "\n".join(f"{u.name}: " + ", ".join(
+    ctx.dump("11_graph_split.txt", lambda: "\n".join(f"{u.name}: " + ", ".join(
         f"{n}{' (private)' if p else ''} [{len(g.op_nodes())} ops]" for n, g, p in u.programs) for u in ctx.units) + "\n")
 
 

@@ -55,7 +55,8 @@ class CompileReport:
             lines.append(f"  estimated device latency ({p['arch']}): {p['estimated_latency_s'] * 1e3:.3f} ms "
                          f"(roofline {p['roofline_latency_s'] * 1e3:.3f} ms, utilization "
                          f"{100 * p['utilization']:.0f}%; {p['compute_bound_ops']} ops compute-bound, "
-                         f"{p['memory_bound_ops']} memory-bound)")
+                         f"{p['memory_bound_ops']} memory-bound, {p.get('noc_bound_ops', 0)} NoC-bound, "
+                         f"{p.get('free_ops', 0)} fused or views)")
         cpu = [r for r in self.placement if r["where"] == "cpu"]
         if cpu:
             lines.append("  on CPU:")

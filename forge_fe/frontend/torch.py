@@ -131,7 +131,10 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
     main_params = mod["main"].params
     values = {}
     for var, arr in zip(main_params[len(main_params) - len(params.get("main", [])):], params.get("main", [])):
-        values[var.name] = arr.numpy()
+        # TVM's importer wraps the torch parameters zero-copy (DLPack); for inference keep it that way:
+        # the weights live once, in the framework's own buffers, through codegen, lowering and the
+        # binary. Training updates its parameters in place, so it gets its own copy.
+        values[var.name] = arr.numpy() if training else torch.from_dlpack(arr).numpy()
 
     weight_names = {}
     for spec in ep.graph_signature.input_specs:

@@ -109,6 +109,15 @@ class Graph:
             n.inputs = [new if i is old else i for i in n.inputs]
         self.outputs = [new if o is old else o for o in self.outputs]
 
+    def replace_uses(self, mapping: dict):
+        """replace_all_uses for many nodes in one walk over the graph (old node -> new node)."""
+        if not mapping:
+            return
+        for n in self.nodes:
+            if any(i in mapping for i in n.inputs):
+                n.inputs = [mapping.get(i, i) for i in n.inputs]
+        self.outputs = [mapping.get(o, o) for o in self.outputs]
+
     def remove_dead(self):
         live = set(self.outputs) | set(self.inputs)
         for n in reversed(self.nodes):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from time import perf_counter
 from typing import NamedTuple
 
 import numpy as np
@@ -67,6 +68,14 @@ class KernelStep(NamedTuple):
     op: bm.Op
 
 
+# Ops whose results are elements of their inputs (moved, selected or compared, never computed):
+# when every float operand already holds bfloat16 values, so does the result, and rounding it again
+# would be an identity pass over memory. Block float is excluded: moving values regroups its blocks.
+VALUE_PRESERVING = {"ttir.reshape", "ttir.permute", "ttir.transpose", "ttir.slice_static", "ttir.broadcast",
+                    "ttir.repeat", "ttir.concat", "ttir.embedding", "ttir.relu", "ttir.neg", "ttir.abs",
+                    "ttir.maximum", "ttir.minimum", "ttir.max", "ttir.min", "ttir.where", "ttir.max_pool2d"}
+
+
 def _format(desc: bm.TensorDesc):
     """The data format a tensor must be quantized to on the device, or None if nothing to do."""
     if desc.data_format in ("", "Float32") or desc.dtype not in ("float32", "bfloat16"):
@@ -109,7 +118,16 @@ class DeviceProgram:
         for i, (op, fn) in enumerate(ops):
             free = [t for t in op.inputs if last_use.get(t) == i and t not in keep]
             out = op.outputs[0]
-            self.steps.append(KernelStep(fn, op.inputs, out, op.attrs, self.dtypes[out], self.formats[out], free, op))
+            fmt = None if self._already_representable(op) else self.formats[out]
+            self.steps.append(KernelStep(fn, op.inputs, out, op.attrs, self.dtypes[out], fmt, free, op))
+
+    def _already_representable(self, op) -> bool:
+        """Are this op's results bfloat16 values without rounding (VALUE_PRESERVING on bf16 operands)?"""
+        bf16 = DataFormat.Float16_b
+        if op.name not in VALUE_PRESERVING or self.formats[op.outputs[0]] is not bf16:
+            return False
+        floats = [t for t in op.inputs if self.dtypes[t] == torch.float32]
+        return bool(floats) and all(self.formats[t] is bf16 for t in floats)
 
     def _store(self, x: torch.Tensor, idx: int) -> torch.Tensor:
         x = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
@@ -161,7 +179,7 @@ class DeviceProgram:
                 result.append((op, self._kernel(op)))
         return result
 
-    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def run(self, inputs: list[torch.Tensor], profiler=None) -> list[torch.Tensor]:
         slots = list(self.slots)
         for idx, x in zip(self.prog.inputs, inputs):
             # Const-eval results arrive as the same tensor every call: quantize them once.
@@ -172,6 +190,7 @@ class DeviceProgram:
                 slots[idx] = self._store(x, idx)
                 self._stored_inputs[idx] = (x, slots[idx], x._version)
         for fn, ins, out, attrs, dtype, fmt, free, op in self.steps:
+            t0 = perf_counter() if profiler is not None else 0.0
             try:
                 y = fn([slots[i] for i in ins], attrs)
             except Exception as exc:
@@ -179,7 +198,12 @@ class DeviceProgram:
                                      f"failed: {exc}") from exc
             if y.dtype != dtype:
                 y = y.to(dtype)
+            if profiler is not None:
+                t1 = perf_counter()
+                profiler.record("device", op.name, op.loc, t1 - t0)
             slots[out] = numerics.quantize(y, fmt) if fmt is not None else y
+            if profiler is not None and fmt is not None:
+                profiler.record("device", f"quantize to {fmt.name}", op.loc, perf_counter() - t1)
             for t in free:
                 slots[t] = None
         return [slots[i] for i in self.prog.outputs]
@@ -233,6 +257,7 @@ class Executor:
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
         self.constants = {k: to_torch(v, f"plan constant '{k}'") for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs
+        self.profiler = None    # a forge_fe.runtime.profile.Profiler to time every op into, or None
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         env = self.run_env(inputs)
@@ -251,10 +276,14 @@ class Executor:
                 prog = self.programs[step.index]
                 if prog.prog.private and all(o in self._cached for o in step.outputs):
                     continue
-                outs = prog.run([env[n] for n in step.inputs])
+                outs = prog.run([env[n] for n in step.inputs], self.profiler)
                 if prog.prog.private:
                     self._cached.update(zip(step.outputs, outs))
             else:
-                outs = self.cpu[step.index].run([env[n] for n in step.inputs])
+                t0 = perf_counter()
+                seg = self.cpu[step.index]
+                outs = seg.run([env[n] for n in step.inputs])
+                if self.profiler is not None:
+                    self.profiler.record("cpu", "tvm segment", seg.seg.name, perf_counter() - t0)
             env.update(zip(step.outputs, outs))
         return env

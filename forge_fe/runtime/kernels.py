@@ -172,9 +172,13 @@ def _matmul(ins, a):
 def _linear(ins, a):
     x, y = _mm(ins, a)
     if len(ins) > 2:
-        if x.dim() == 2 and y.dim() == 2 and ins[2].dim() == 1:
-            return torch.addmm(ins[2], x, y)
-        return torch.matmul(x, y) + ins[2]
+        bias = ins[2]
+        if y.dim() == 2 and bias.dim() <= 1 and x.dim() >= 2:
+            # One GEMM over the folded leading dims with the bias as its beta term: no second pass
+            # over the result to add it (x @ y + b, the same sum the device computes).
+            x2 = x.reshape(-1, x.shape[-1])
+            return torch.addmm(bias.expand(y.shape[-1]), x2, y).reshape(*x.shape[:-1], y.shape[-1])
+        return torch.matmul(x, y) + bias
     return torch.matmul(x, y)
 
 
