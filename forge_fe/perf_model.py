@@ -302,7 +302,15 @@ def _conv2d(c: OpContext) -> Cost:
     """Implicit GEMM: M = N*OH*OW (NHWC output), K = Cin/groups*KH*KW (OIHW weight), N = Cout."""
     n, oh, ow, cout = c.out.shape
     _, cin_g, kh, kw = c.ins[1].shape
-    cost = _gemm_cost(c, 1, n * oh * ow, cin_g * kh * kw, cout, c.ins[:2])
+    groups = int(c.attrs.get("groups", 1))
+    if groups > 1:
+        # One GEMM per group, each padded to whole tiles: a depthwise 3x3 (cin_g = cout_g = 1) is
+        # a 9-deep, 1-wide GEMM per channel, as expensive per output element as 9 FPU
+        # multiply-accumulates (which is how TTNN runs it), not 1/32 of a dense conv.
+        cost = _gemm_cost(c, groups, n * oh * ow, cin_g * kh * kw, cout // groups, c.ins[:2])
+        cost.parallel = tiles((n * oh * ow, cout))
+    else:
+        cost = _gemm_cost(c, 1, n * oh * ow, cin_g * kh * kw, cout, c.ins[:2])
     # The weight lives in DRAM as its (K x N) GEMM matrix, tiled as such: padding OIHW's
     # last two dims (KH, KW) to 32x32 would count a 1x1 kernel 1024 times over.
     w = c.ins[1]
