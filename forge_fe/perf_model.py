@@ -587,10 +587,13 @@ def _finish(index, op, ctx, family, cost, system, place=None, extra_cycles=0.0) 
         l1_inputs, out_l1, scheme, fused_into = 0, False, "interleaved", None
         shard, out_cores, core_grid = sharding(ctx.out.shape, system.grid) if ctx.outs else ("", grid, (1, 1))
     else:
-        operand = cost.operand_bytes or [tensor_bytes(t) for t in ctx.ins]
-        dram = sum(b for b, in_l1 in zip(operand, place.in_l1) if not in_l1)
-        if not place.out_l1 and not place.view:
-            dram += sum(tensor_bytes(t) for t in ctx.outs)
+        if cost.dram_bytes is not None and cost.operand_bytes is None:
+            dram = cost.dram_bytes            # the rule counted its own traffic (in-place cache writes)
+        else:
+            operand = cost.operand_bytes or [tensor_bytes(t) for t in ctx.ins]
+            dram = sum(b for b, in_l1 in zip(operand, place.in_l1) if not in_l1)
+            if not (place.out_l1 or place.view or place.prologue):
+                dram += sum(tensor_bytes(t) for t in ctx.outs)
         l1_inputs, out_l1, scheme, fused_into = sum(place.in_l1), place.out_l1, place.scheme, place.fused_into
         shard, out_cores, core_grid = sharding(ctx.out.shape, system.grid) if ctx.outs else ("", grid, (1, 1))
         if place.prologue:      # reads its other operands, writes nothing, launches nothing; cycles in the consumer

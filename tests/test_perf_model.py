@@ -189,7 +189,8 @@ def test_summarize_totals():
     assert s["estimated_latency_s"] == pytest.approx(sum(e.time_s for e in ests))
     assert s["estimated_latency_s"] >= s["roofline_latency_s"] > 0
     assert 0 < s["utilization"] <= 1
-    assert s["compute_bound_ops"] + s["memory_bound_ops"] + s["noc_bound_ops"] == len(s["ops"]) == 4
+    assert s["compute_bound_ops"] + s["memory_bound_ops"] + s["noc_bound_ops"] + s["free_ops"] == len(s["ops"]) == 4
+    assert s["free_ops"] == 1                           # the add streams into the softmax
     assert [o["loc"] for o in s["ops"]] == ["mm", "add", "sm", "perm"]
     assert s["default_modeled_ops"] == []
 
@@ -327,3 +328,24 @@ def test_height_sharded_matmul_waits_for_its_multicast_weights():
     b_tiles = (4096 // 32) * (224 // 32)
     assert e.bound == "noc"
     assert e.time_s == pytest.approx(b_tiles * 2048 / pm.NOC_BYTES_PER_CYCLE / 1e9 / 0.7 + OVERHEAD)
+
+
+def test_scale_and_mask_stream_into_the_softmax():
+    ts = [tensor((8, 512, 512)), tensor((8, 512, 512)), tensor((8, 512, 512)), tensor((8, 512, 512)),
+          tensor((8, 512, 512))]
+    prog = chain([("ttir.multiply", [0, 1], [2], {}), ("ttir.add", [2, 1], [3], {}),
+                  ("ttir.softmax", [3], [4], {"dimension": -1})], ts, [0, 1], [4])
+    mul, add, sm = estimate(prog)
+    assert mul.bound == add.bound == "fused" and mul.fused_into == add.fused_into == 2
+    alone = [pm.estimate_op(i, op, prog, WH) for i, op in enumerate(prog.ops)]
+    assert sm.compute_cycles == sum(e.compute_cycles for e in alone)
+    size = 8 * 512 * 512 * 2
+    assert mul.dram_bytes == 2 * size and add.dram_bytes == size   # their operands; no result written
+
+
+def test_depthwise_conv_is_one_gemm_per_channel():
+    x, w = tensor((1, 56, 56, 64)), tensor((64, 1, 3, 3))
+    prog = one_op("ttir.conv2d", [x, w], tensor((1, 56, 56, 64)),
+                  {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 64})
+    (e,) = estimate(prog)
+    assert e.compute_cycles == 64 * math.ceil(56 * 56 / 32) * 1 * 1 * 64     # 9-deep, 1-wide, per channel
