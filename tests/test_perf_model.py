@@ -248,6 +248,9 @@ SPECS = {   # op -> (input (shape, dtype) list, attrs); unlisted ops are unary o
                                "groups": 1}),
     "ttir.max_pool2d_grad": ([_NHWC, ((1, 8, 8, 8), "float32")], _POOL),
     "ttir.embedding_backward": ([((1, 16), "int32"), ((1000, 256), "float32"), ((1, 16, 256), "float32")], {}),
+    "ttir.fill_cache": ([((1, 2, 64, 16), "float32"), ((1, 2, 8, 16), "float32")], {"batch_offset": 0}),
+    "ttir.update_cache": ([((1, 2, 128, 16), "float32"), ((1, 2, 1, 16), "float32"), ((1,), "int32")],
+                          {"batch_offset": 0}),
 }
 
 
@@ -349,3 +352,11 @@ def test_depthwise_conv_is_one_gemm_per_channel():
                   {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 64})
     (e,) = estimate(prog)
     assert e.compute_cycles == 64 * math.ceil(56 * 56 / 32) * 1 * 1 * 64     # 9-deep, 1-wide, per channel
+def test_cache_write_cost_does_not_grow_with_the_cache():
+    """update_cache writes one row in place: a 64-row and a 4096-row cache cost the same."""
+    def cost(rows):
+        descs = [bm.TensorDesc("cache", (1, 8, rows, 64), "float32", "Float32"),
+                 bm.TensorDesc("new", (1, 8, 1, 64), "float32", "Float32"), bm.TensorDesc("pos", (1,), "int32")]
+        (e,) = estimate(one_op("ttir.update_cache", descs, bm.TensorDesc("out", (1, 8, rows, 64), "float32"), {}), WH)
+        return e.dram_bytes, e.compute_cycles
+    assert cost(64) == cost(4096)

@@ -44,7 +44,7 @@ from .model import Binary, CpuSegment, Op, Program, Step, SystemDesc, TensorDesc
 
 # Major: bump on any change old readers cannot read (they refuse the file).
 # Minor: bump when only adding fields (old readers accept and ignore them).
-FORMAT_VERSION = (1, 1)
+FORMAT_VERSION = (1, 2)
 FILE_IDENTIFIER = b"FFTB"
 CONST_ALIGNMENT = 16
 
@@ -88,6 +88,7 @@ class _Writer:
 
     def __init__(self, size_hint: int):
         self.b = flatbuffers.Builder(size_hint)
+        self._consts: dict = {}
 
     # -- primitives
 
@@ -135,6 +136,14 @@ class _Writer:
         return fbTensorDesc.End(self.b)
 
     def const_tensor(self, value, what: str) -> int:
+        # One array referenced from several places (an LM's programs share their weights) is written once.
+        if id(value) in self._consts:
+            return self._consts[id(value)][1]
+        off = self._const_tensor(value, what)
+        self._consts[id(value)] = (value, off)     # value kept alive so its id stays unique
+        return off
+
+    def _const_tensor(self, value, what: str) -> int:
         arr = np.asarray(value)
         if arr.dtype.name not in _DTYPES:
             raise ForgeError("binary", f"cannot serialize {what}: unsupported dtype {arr.dtype}",
@@ -253,6 +262,7 @@ class _Writer:
         system = self.system(m.system)
         name, structure = self.string(m.model_name), self.string(m.output_structure)
         compute = self.string(json.dumps(m.compute_config, default=_json_default))
+        mesh = self.string(json.dumps(m.mesh)) if m.mesh else None
         fbModel.Start(self.b)
         fbModel.AddModelName(self.b, name)
         fbModel.AddSystem(self.b, system)
@@ -265,6 +275,8 @@ class _Writer:
         fbModel.AddOutputStructure(self.b, structure)
         fbModel.AddDebug(self.b, debug_v)
         fbModel.AddComputeConfig(self.b, compute)
+        if mesh is not None:
+            fbModel.AddMesh(self.b, mesh)
         return fbModel.End(self.b)
 
 
@@ -378,7 +390,17 @@ def _read_tensor_desc(t) -> TensorDesc:
                       data_format=_s(t.DataFormat()), layout=_s(t.Layout()))
 
 
-def _read_const(c, source: str, what: str) -> np.ndarray:
+def _read_const(c, source: str, what: str, shared: dict | None = None) -> np.ndarray:
+    """`shared` maps a ConstTensor's position to its array: one written once is read as one array."""
+    if shared is not None and c._tab.Pos in shared:
+        return shared[c._tab.Pos]
+    arr = _read_const_data(c, source, what)
+    if shared is not None:
+        shared[c._tab.Pos] = arr
+    return arr
+
+
+def _read_const_data(c, source: str, what: str) -> np.ndarray:
     name = _s(c.Dtype())
     if name not in _DTYPES:
         raise _fail(source, f"{what} has unknown dtype {name!r}", "the file is corrupt or newer than this forge_fe")
@@ -396,11 +418,11 @@ def _read_const(c, source: str, what: str) -> np.ndarray:
     return arr
 
 
-def _read_program(p, source: str) -> Program:
+def _read_program(p, source: str, shared: dict | None = None) -> Program:
     name = _s(p.Name())
     constants = {}
     for c in _items(p, "Constants"):
-        constants[c.Index()] = _read_const(c.Value(), source, f"constant {c.Index()} of program {name!r}")
+        constants[c.Index()] = _read_const(c.Value(), source, f"constant {c.Index()} of program {name!r}", shared)
     ops = [Op(name=_s(o.Name()), inputs=_ints(o.InputsAsNumpy()), outputs=_ints(o.OutputsAsNumpy()),
               attrs=json.loads(_s(o.AttrsJson()) or "{}"), loc=_s(o.Loc()))
            for o in _items(p, "Ops")]
@@ -434,20 +456,22 @@ def _read_system(d) -> SystemDesc:
 
 
 def _read_model(m, compiler_version: str, source: str) -> Binary:
+    shared: dict = {}
     return Binary(
         compiler_version=compiler_version,
         system=_read_system(m.System()),
-        programs=[_read_program(p, source) for p in _items(m, "Programs")],
+        programs=[_read_program(p, source, shared) for p in _items(m, "Programs")],
         cpu_segments=[_read_cpu_segment(s) for s in _items(m, "CpuSegments")],
         plan=[_read_step(s, source) for s in _items(m, "Plan")],
         inputs=[_read_tensor_desc(t) for t in _items(m, "Inputs")],
         outputs=_strs(m, "Outputs"),
-        constants={_s(c.Name()): _read_const(c.Value(), source, f"plan constant {_s(c.Name())!r}")
+        constants={_s(c.Name()): _read_const(c.Value(), source, f"plan constant {_s(c.Name())!r}", shared)
                    for c in _items(m, "Constants")},
         output_structure=_s(m.OutputStructure()),
         debug={_s(e.Key()): _s(e.Value()) for e in _items(m, "Debug")},
         model_name=_s(m.ModelName()),
         compute_config=json.loads(_s(m.ComputeConfig()) or "{}"),
+        mesh=json.loads(_s(m.Mesh()) or "{}"),
     )
 
 
@@ -558,6 +582,7 @@ def describe(binary: Union[Binary, PathLike]) -> dict:
         "compiler_version": binary.compiler_version,
         "system": {"arch": s.arch, "grid": list(s.grid), "l1_size": s.l1_size, "dram_size": s.dram_size,
                    "dram_bandwidth": s.dram_bandwidth, "clock_hz": s.clock_hz},
+        **({"mesh": binary.mesh} if binary.mesh else {}),
         "inputs": [_tensor_summary(t) for t in binary.inputs],
         "outputs": list(binary.outputs),
         "programs": [{"name": p.name, "private": p.private, "ops": len(p.ops), "tensors": len(p.tensors),
