@@ -110,13 +110,20 @@ class Graph:
         self.outputs = [new if o is old else o for o in self.outputs]
 
     def replace_uses(self, mapping: dict):
-        """replace_all_uses for many nodes in one walk over the graph (old node -> new node)."""
+        """replace_all_uses for many nodes in one walk over the graph (old node -> new node; a
+        replacement that is itself replaced is followed to the end of the chain). Passes that
+        rewrite many nodes collect the mapping and call this once: a walk per rewrite is quadratic."""
         if not mapping:
             return
+
+        def final(v):
+            while v in mapping:
+                v = mapping[v]
+            return v
         for n in self.nodes:
             if any(i in mapping for i in n.inputs):
-                n.inputs = [mapping.get(i, i) for i in n.inputs]
-        self.outputs = [mapping.get(o, o) for o in self.outputs]
+                n.inputs = [final(i) for i in n.inputs]
+        self.outputs = [final(o) for o in self.outputs]
 
     def remove_dead(self):
         live = set(self.outputs) | set(self.inputs)

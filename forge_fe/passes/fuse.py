@@ -65,7 +65,7 @@ def _gelu_tanh_input(users, t: Node):
 def fuse_gelu_tanh(graph: Graph) -> int:
     """`0.5*x * (1 + tanh(sqrt(2/pi) * (x + 0.044715*x**3)))` -> gelu(x, approximate="tanh")."""
     users = graph.users()
-    count = 0
+    replaced = {}
     for t in [n for n in graph.nodes if n.kind == OP and n.op is op["tanh"]]:
         match = _gelu_tanh_input(users, t)
         if match is None:
@@ -74,8 +74,8 @@ def fuse_gelu_tanh(graph: Graph) -> int:
         graph.release_name(out.name)
         gelu = graph.add_op(op["gelu"], out.name, [x], {"approximate": "tanh"}, meta=out.meta, before=out)
         gelu.df = out.df
-        graph.replace_all_uses(out, gelu)
-        count += 1
-    if count:
+        replaced[out] = gelu
+    if replaced:
+        graph.replace_uses(replaced)
         graph.remove_dead()
-    return count
+    return len(replaced)

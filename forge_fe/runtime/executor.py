@@ -341,6 +341,18 @@ class Executor:
             env[desc.name] = x
         return self.run_steps(self.binary.plan, env)
 
+    def _run_device(self, prog, inputs):
+        """A device program, timed op by op while a profiler is attached (a program type with
+        its own run, e.g. a mesh program, is timed as one row)."""
+        if self.profiler is None:
+            return prog.run(inputs)
+        if type(prog).run is DeviceProgram.run:
+            return prog.run(inputs, self.profiler)
+        t0 = perf_counter()
+        outs = prog.run(inputs)
+        self.profiler.record("device", f"program {type(prog).__name__}", prog.prog.name, perf_counter() - t0)
+        return outs
+
     def run_steps(self, steps, env: dict) -> dict:
         """Run these plan steps over `env` (plan value name -> tensor), adding their outputs to it."""
         for step in steps:
@@ -349,7 +361,7 @@ class Executor:
                 if prog.prog.private and all(o in self._cached for o in step.outputs):
                     env.update((o, self._cached[o]) for o in step.outputs)
                     continue
-                outs = prog.run([env[n] for n in step.inputs], self.profiler)
+                outs = self._run_device(prog, [env[n] for n in step.inputs])
                 if prog.prog.private:
                     self._cached.update(zip(step.outputs, outs))
             else:
