@@ -5,7 +5,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .onnx_extra_converters import (
+from .common import (
     OnnxOpConverter, UnsupportedForm, _const, _dtype, _onnx_dtype_name, _shape,
 )
 
@@ -233,4 +233,5 @@ class RotaryEmbedding(OnnxOpConverter):
         return relax.op.reshape(out, shape)
 
 
-ATTENTION_CONVERTERS: dict[str, type] = {"Attention": Attention, "RotaryEmbedding": RotaryEmbedding}
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {"Attention": Attention, "RotaryEmbedding": RotaryEmbedding}

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
-from .onnx_rnn_converters import _text
+from .common import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape, _text
 
 
 def _as_float32(bb, x):
@@ -204,8 +203,8 @@ class CausalConvWithState(OnnxOpConverter):
         return relax.Tuple([y, state])
 
 
-#: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
-LINEAR_ATTENTION_CONVERTERS: dict[str, type] = {
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {
     "LinearAttention": LinearAttention,
     "CausalConvWithState": CausalConvWithState,
 }

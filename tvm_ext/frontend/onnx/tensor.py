@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import (
+from .common import (
     OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _onnx_dtype_name, _shape,
 )
 
@@ -361,8 +361,19 @@ class DeformConv(OnnxOpConverter):
         return _cast(bb, bb.normalize(y), out_dtype)
 
 
-#: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
-TENSOR_CONVERTERS: dict[str, type] = {
+class Einsum(OnnxOpConverter):
+    """Einsum as ``R.einsum`` (TVM emits an opaque TIR function the partitioner cannot place)."""
+
+    @classmethod
+    def _impl_v12(cls, bb, inputs, attr, params):
+        eq = attr["equation"]
+        eq = eq.decode() if isinstance(eq, bytes) else eq
+        return relax.op.einsum(list(inputs), eq.replace(" ", ""))
+
+
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {
+    "Einsum": Einsum,
     "BitCast": BitCast,
     "Det": Det,
     "Col2Im": Col2Im,

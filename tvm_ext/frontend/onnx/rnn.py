@@ -29,7 +29,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
+from .common import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape, _text
 
 
 # --------------------------------------------------------------------------
@@ -74,9 +74,6 @@ _ACTIVATIONS = {
 _SPEC_NAMES = ("Sigmoid, Tanh, Relu, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, "
                "Softsign, Softplus")
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _activations(op: str, attr, defaults: tuple[str, ...], num_directions: int) -> list[list]:
@@ -398,5 +395,5 @@ class LSTM(_Recurrent):
         return [bb.normalize(relax.op.multiply(o, h_act(bb, c_new, clipped=False))), c_new]
 
 
-#: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
-RNN_CONVERTERS: dict[str, type] = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}

@@ -7,7 +7,7 @@ constant), and each op is unrolled into ordinary Relax ops:
 
 * per iteration the body graph is converted by the importer itself
   (``ONNXGraphImporter._convert_subgraph``, which TVM uses for If branches,
-  reached through :func:`~.onnx_converters.running_importer`) with the body's
+  reached through :func:`~.common.running_importer`) with the body's
   inputs bound to the current values; body nodes may read values of the
   enclosing graphs by name, as ONNX allows;
 * state (Scan) and loop-carried (Loop) values flow from one iteration's outputs
@@ -22,8 +22,7 @@ import onnx
 import tvm
 from tvm import relax
 
-from .onnx_converters import running_importer
-from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _shape
+from .common import OnnxOpConverter, UnsupportedForm, _const, _shape, running_importer
 
 #: a Loop unrolled to more iterations than this is refused (a while-loop whose
 #: condition folds to true forever would never end; a huge unroll is no model)
@@ -226,4 +225,5 @@ class Loop(OnnxOpConverter):
         return bool(value.reshape(()))
 
 
-SCAN_CONVERTERS: dict[str, type] = {"Scan": Scan, "Loop": Loop}
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {"Scan": Scan, "Loop": Loop}

@@ -8,36 +8,8 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _shape
+from .common import OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _shape, explicit_pads
 
-
-def explicit_pads(op: str, attr, x_shape, w_shape):
-    """``attr`` with ``auto_pad`` resolved into explicit ``pads`` (shapes are static).
-
-    TVM's Conv converter pads SAME_UPPER / SAME_LOWER through an opaque ``call_tir``
-    that neither the device nor forge_fe's CPU fallback can run.  SAME pads a total of
-    ``max((ceil(in / s) - 1) * s + (k - 1) * d + 1 - in, 0)``, the odd one at the end
-    (SAME_UPPER) or the beginning (SAME_LOWER)."""
-    attr = dict(attr)
-    mode = attr.pop("auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode == "NOTSET":
-        return attr
-    spatial = x_shape[2:]
-    d = len(spatial)
-    kernel = list(attr.get("kernel_shape", w_shape[2:]))
-    strides, dilations = list(attr.get("strides", [1] * d)), list(attr.get("dilations", [1] * d))
-    if mode == "VALID":
-        attr["pads"] = [0] * (2 * d)
-    elif mode in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((-(-size // s) - 1) * s + (k - 1) * dil + 1 - size, 0)
-                  for size, k, s, dil in zip(spatial, kernel, strides, dilations)]
-        small = [t // 2 for t in totals]
-        begin = small if mode == "SAME_UPPER" else [t - b for t, b in zip(totals, small)]
-        attr["pads"] = begin + [t - b for t, b in zip(totals, begin)]
-    else:
-        raise UnsupportedForm(f"{op}: attribute auto_pad={mode!r} (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)")
-    return attr
 
 class Conv(_tvm_onnx.Conv):
     """Conv with ``auto_pad`` resolved into explicit pads first (see :func:`explicit_pads`)."""
@@ -340,7 +312,34 @@ class Resize(_tvm_onnx.Resize):
         return super()._impl_v18(bb, _tvm_onnx.onnx_input(fixed), attr, params)
 
 
-SPATIAL_CONVERTERS: dict[str, type] = {
+class NonMaxSuppression(_tvm_onnx.NonMaxSuppression):
+    """NonMaxSuppression that suppresses only boxes whose IoU is strictly above the threshold.
+
+    TVM's NMS suppresses at ``iou >= threshold`` (and skips NMS entirely for a threshold of 0);
+    ONNX suppresses at ``iou > threshold``.  For float32 IoUs, ``iou > t`` is exactly
+    ``iou >= nextafter(t, inf)``, so the (constant) threshold is moved up one ulp.  A missing
+    threshold is 0, as in ONNX (TVM would use 0.5)."""
+
+    _SCALARS = {2: "max_output_boxes_per_class", 3: "iou_threshold", 4: "score_threshold"}
+
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        fixed = list(inputs) + [None] * (5 - len(inputs))
+        for k, what in cls._SCALARS.items():   # TVM would silently use its defaults for run-time values
+            if fixed[k] is not None and not isinstance(_tvm_onnx.get_constant(fixed[k], params), tvm.ir.GenericConst):
+                raise UnsupportedForm(f"NonMaxSuppression with a run-time {what} is not supported: give it as an "
+                                 "initializer or Constant")
+        thr = fixed[3]
+        value = _tvm_onnx.get_constant(thr, params) if thr is not None else None
+        if thr is None or isinstance(value, tvm.ir.GenericConst):
+            t = value.value.numpy().reshape(-1) if thr is not None else np.zeros(0)
+            t = np.float32(t[0]) if t.size else np.float32(0)
+            fixed[3] = _const([np.nextafter(t, np.float32(np.inf))], "float32")
+        return super()._impl_v10(bb, _tvm_onnx.onnx_input(fixed), attr, params)
+
+
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {
     "Conv": Conv, "ConvTranspose": ConvTranspose, "Resize": Resize, "CenterCropPad": CenterCropPad,
-    "SpaceToDepth": SpaceToDepth,
+    "SpaceToDepth": SpaceToDepth, "NonMaxSuppression": NonMaxSuppression,
 }

@@ -2,7 +2,7 @@
 
 ``from_onnx`` validates the model and the user's input description, then runs
 TVM's Relax ONNX importer with our converter fixes installed
-(:mod:`tvm_ext.frontend.onnx_converters`) and returns the module with its
+(:mod:`tvm_ext.frontend.onnx.patch`, :mod:`tvm_ext.frontend.onnx.registry`) and returns the module with its
 weights detached::
 
     mod, params = from_onnx("model.onnx", {"x": (1, 3, 224, 224)}, {"x": "float32"})
@@ -32,14 +32,9 @@ from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
 from forge_fe.errors import FrontendError
 
-from .onnx_converters import (
-    ConverterFailure,
-    _one_line,
-    convert_map,
-    nodes_needing_tensor_outputs,
-    patched_convert_map,
-)
-from .onnx_extra_converters import UnsupportedForm
+from .common import UnsupportedForm
+from .patch import ConverterFailure, _one_line, nodes_needing_tensor_outputs, patched_convert_map
+from .registry import convert_map
 
 __all__ = ["from_onnx"]
 
@@ -48,7 +43,7 @@ _BUILTIN_OPS = {"If", "Constant"}
 
 _REPORT_HINT = (
     "this is a bug or gap in TVM's ONNX importer; please report it with the model "
-    "(a fix belongs in tvm_ext/frontend/onnx_converters.py), or re-export the model "
+    "(a fix belongs in a converter module of tvm_ext/frontend/onnx/), or re-export the model "
     "with a different opset"
 )
 
@@ -342,7 +337,7 @@ def _check_supported_ops(model: onnx.ModelProto, opsets: dict[str, int]) -> None
         "unsupported ONNX ops: " + ", ".join(parts),
         "TVM's ONNX importer has no converter for these; re-export with a different "
         "opset or without these ops, or add a converter class to "
-        "tvm_ext/frontend/onnx_converters.py",
+        "a converter module of tvm_ext/frontend/onnx/ (its table is merged in registry.py)",
     )
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from .onnx_extra_converters import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape
-from .onnx_spatial_converters import Conv
+from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
+
+from .common import OnnxOpConverter, UnsupportedForm, _const, _dtype, _shape, explicit_pads
 
 #: integer element types of quantized tensors (the float8 types of opset 21 are not supported)
 _QUANT_DTYPES = ("int8", "uint8")
@@ -99,9 +100,10 @@ class QLinearMatMul(OnnxOpConverter):
 
 def _conv_int32(bb, op: str, x, w, bias, attr):
     """Convolution of int32 tensors with int32 accumulation, through TVM's Conv converter
-    (``pads``, ``strides``, ``dilations``, ``group``, ``auto_pad``).
+    (``pads``, ``strides``, ``dilations``, ``group``; ``auto_pad`` resolved first, as for Conv).
     Padding inserts zeros, which is right here: x is already centred on its zero point."""
-    return bb.normalize(Conv._impl_v11(bb, [x, w, bias], attr, None))
+    attr = explicit_pads("Conv", attr, _shape(x), _shape(w))
+    return bb.normalize(_tvm_onnx.Conv._impl_v11(bb, [x, w, bias], attr, None))
 
 
 class ConvInteger(OnnxOpConverter):
@@ -141,8 +143,8 @@ class QLinearConv(OnnxOpConverter):
         return _requantize(bb, acc, _scale_ratio(bb, x_scale, w_scale, y_scale), y_zp, out_dtype)
 
 
-#: op_type -> converter class, merged over TVM's map (see onnx_converters.convert_map)
-QUANT_CONVERTERS: dict[str, type] = {
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {
     "QLinearMatMul": QLinearMatMul,
     "QLinearConv": QLinearConv,
     "ConvInteger": ConvInteger,

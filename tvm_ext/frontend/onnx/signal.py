@@ -12,8 +12,8 @@ The signal axis and the (re, im) axis are flattened together, so both lines are 
 the block matrix ``[[C, s S], [-s S, C]]`` (rows: input (t, re/im), columns: output (k, re/im)).
 Rows ``t >= n`` are zero (truncation to ``dft_length``); zero-padding needs no rows at all.
 
-:data:`SIGNAL_CONVERTERS` is merged into the importer's map by
-:mod:`tvm_ext.frontend.onnx_converters`.
+:data:`CONVERTERS` is merged into the importer's map by
+:mod:`tvm_ext.frontend.onnx.registry`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .onnx_extra_converters import (
+from .common import (
     OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _onnx_dtype_name, _shape, _tvm_onnx,
 )
 
@@ -271,7 +271,46 @@ class MelWeightMatrix(OnnxOpConverter):
         return _const(output.astype(dtype), dtype)
 
 
-SIGNAL_CONVERTERS: dict[str, type] = {
+class _Window(OnnxOpConverter):
+    @classmethod
+    def _values(cls, n, denom):
+        raise NotImplementedError
+
+    @classmethod
+    def _impl_v17(cls, bb, inputs, attr, params):
+        size = _tvm_onnx.get_constant(inputs[0], params)
+        if not isinstance(size, tvm.ir.GenericConst):
+            raise UnsupportedForm(f"{cls.__name__} size must be a constant (it decides the output shape)")
+        size = int(size.value.numpy().reshape(()))
+        periodic = int(attr.get("periodic", 1))
+        dtype = _onnx_dtype_name(int(attr.get("output_datatype", 1)))
+        n = np.arange(size, dtype=np.float64)
+        denom = size if periodic == 1 else size - 1
+        return _const(cls._values(n, denom).astype(dtype), dtype)
+
+
+class HannWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        return np.sin(n * np.pi / denom) ** 2
+
+
+class HammingWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        alpha = 25.0 / 46.0
+        return alpha - (1 - alpha) * np.cos(n * 2 * np.pi / denom)
+
+
+class BlackmanWindow(_Window):
+    @classmethod
+    def _values(cls, n, denom):
+        return 0.42 - 0.5 * np.cos(n * 2 * np.pi / denom) + 0.08 * np.cos(n * 4 * np.pi / denom)
+
+
+#: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+CONVERTERS: dict[str, type] = {
+    "HannWindow": HannWindow, "HammingWindow": HammingWindow, "BlackmanWindow": BlackmanWindow,
     "DFT": DFT,
     "STFT": STFT,
     "MelWeightMatrix": MelWeightMatrix,
