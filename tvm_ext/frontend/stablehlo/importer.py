@@ -10,9 +10,9 @@ emits one Relax op (or a short sequence) per StableHLO op::
 ``mod["main"]`` takes the StableHLO ``main``'s arguments (weight arguments named
 in ``weights`` move to the end) followed by one parameter per large non-splat
 constant; ``params`` maps every weight parameter's name to its numpy value.
-Converters live in :mod:`tvm_ext.frontend.stablehlo_ops` (eltwise, data movement)
-and :mod:`tvm_ext.frontend.stablehlo_compute` (dot/conv, reductions, gather/scatter,
-control flow), one function per op.
+Converters live in the package's op-family modules (:mod:`.elementwise`, :mod:`.movement`,
+:mod:`.linalg`, :mod:`.reduction`, :mod:`.indexing`, :mod:`.control`), one function per op,
+found through :mod:`.registry`.
 Every failure is a :class:`forge_fe.errors.FrontendError` naming the op and its
 ``loc(...)``; all unsupported ops are listed at once.
 """
@@ -28,25 +28,18 @@ from tvm import relax
 
 from forge_fe.errors import FrontendError
 
+from .common import Unsupported, _np_dtype, dense_to_numpy, tensor_type
+from .registry import CONVERTERS, REGION_OWNED
+
+
 __all__ = ["from_stablehlo", "import_stablehlo"]
+
 
 #: non-splat constants with at least this many elements become weight parameters
 LARGE_CONSTANT = 1024
-#: results of constant operands up to this many elements are computed at import time
-FOLD_LIMIT = 4096
-#: while loops are unrolled up to this many iterations
-MAX_UNROLL = 1024
-
-_MLIR_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i1": "bool",
-                "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "ui8": "uint8",
-                "ui16": "uint16", "ui32": "uint32", "ui64": "uint64"}
 
 
 _TERMINATORS = ("func.return", "stablehlo.return", "return")
-
-
-class Unsupported(Exception):
-    """A converter refuses this instance of an op (the message says why)."""
 
 
 def from_stablehlo(module, weights: Mapping[int, tuple[str, np.ndarray]] | None = None,
@@ -83,11 +76,6 @@ def import_stablehlo(module, weights=None, input_names=None):
         importer = _Importer(_parse(module, ir), dict(weights or {}), input_names)
         mod = importer.run()
     return mod, importer.params, importer.sources
-
-
-# --------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------
 
 
 def _new_context():
@@ -131,69 +119,6 @@ def _first_line(err) -> str:
     return text[:500]
 
 
-# --------------------------------------------------------------------------
-# Types, attributes, locations
-# --------------------------------------------------------------------------
-
-
-def tensor_type(t) -> tuple[tuple[int, ...], str]:
-    from jaxlib.mlir import ir
-    rt = ir.RankedTensorType(t)
-    if not rt.has_static_shape:
-        raise Unsupported(f"dynamic shape {t}")
-    return tuple(int(d) for d in rt.shape), mlir_dtype(rt.element_type)
-
-
-def mlir_dtype(elem) -> str:
-    name = str(elem)
-    if name not in _MLIR_DTYPES:
-        raise Unsupported(f"element type {name}")
-    return _MLIR_DTYPES[name]
-
-
-def dense_to_numpy(attr, shape, dtype) -> np.ndarray:
-    from jaxlib.mlir import ir
-    np_dtype = _np_dtype(dtype)
-    if attr.is_splat:
-        v = attr.get_splat_value()
-        if isinstance(v, ir.BoolAttr):
-            scalar = ir.BoolAttr(v).value
-        elif isinstance(v, ir.IntegerAttr):
-            scalar = ir.IntegerAttr(v).value
-        else:
-            scalar = ir.FloatAttr(v).value
-        return np.full(shape, scalar, dtype=np_dtype)
-    try:
-        arr = np.array(attr)
-    except Exception:  # noqa: BLE001 - element types numpy's buffer protocol lacks (bf16, f16)
-        return _dense_from_text(str(attr), shape, np_dtype)
-    if arr.dtype == np.bool_ or dtype == "bool":
-        arr = arr.astype(np.bool_)
-    return np.asarray(arr).astype(np_dtype, copy=False).reshape(shape)
-
-
-def _dense_from_text(text: str, shape, np_dtype) -> np.ndarray:
-    """Values of `dense<...> : tensor<...>` from its printed form: raw hex bytes or a value list."""
-    body = text[text.index("<") + 1:text.rindex("> :")].strip()
-    if body.startswith('"0x'):
-        return np.frombuffer(bytes.fromhex(body[3:-1]), dtype=np_dtype).reshape(shape).copy()
-    bits = np.dtype(f"uint{8 * np.dtype(np_dtype).itemsize}")
-    values = []
-    for tok in re.findall(r"0x[0-9A-Fa-f]+|[-+]?(?:inf|nan|\d+\.?\d*(?:[eE][-+]?\d+)?)", body):
-        if tok.startswith("0x"):          # a NaN or other special value spelled as its bit pattern
-            values.append(np.array(int(tok, 16), dtype=bits).view(np_dtype))
-        else:
-            values.append(np.asarray(float(tok)).astype(np_dtype))
-    return np.array(values, dtype=np_dtype).reshape(shape)
-
-
-def _np_dtype(dtype: str):
-    if dtype == "bfloat16":
-        import ml_dtypes
-        return ml_dtypes.bfloat16
-    return np.dtype(dtype)
-
-
 def loc_text(loc) -> str:
     text = str(loc)
     return text if len(text) <= 300 else text[:297] + "..."
@@ -211,11 +136,6 @@ def loc_name(loc) -> str:
 def _ident(name: str) -> str:
     name = re.sub(r"\W+", "_", name).strip("_")
     return name if name and not name[0].isdigit() else f"arg_{name}"
-
-
-# --------------------------------------------------------------------------
-# The importer
-# --------------------------------------------------------------------------
 
 
 class _Importer:
@@ -249,7 +169,6 @@ class _Importer:
     # ---- entry -------------------------------------------------------------------------
 
     def run(self):
-        from tvm_ext.frontend.stablehlo_ops import CONVERTERS, REGION_OWNED
         main = self.funcs["main"]
         self._check_supported(CONVERTERS, REGION_OWNED)
         block = main.regions[0].blocks[0]
@@ -369,7 +288,6 @@ class _Importer:
 
     def convert_block(self, block, args=None):
         """Convert the ops of `block` (its arguments bound to `args`); return what it returns."""
-        from tvm_ext.frontend.stablehlo_ops import CONVERTERS
         if args is not None:
             for a, v in zip(block.arguments, args):
                 self.env[a] = v
