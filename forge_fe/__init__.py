@@ -23,8 +23,8 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
 
     Returns a CompiledModel; with a `compile_depth` short of FULL, it holds the
     artifacts up to that stage and refuses to run."""
-    from forge_fe.pipeline import CompileContext, run_pipeline
-    from forge_fe.report import CompileReport, placement_rows
+    from forge_fe.compiler.pipeline import CompileContext, run_pipeline
+    from forge_fe.compiler.report import CompileReport, placement_rows
 
     cfg = compiler_cfg or CompilerConfig()
     if isinstance(sample_inputs, tuple):

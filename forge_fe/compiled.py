@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from forge_fe import binary as binio
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.binary import model as bm
 from forge_fe.errors import CompileStopped, InputError
-from forge_fe.report import CompileReport
-from forge_fe.runtime.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
+from forge_fe.compiler.report import CompileReport
+from forge_fe.device.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
 
 
 def _dtype_name(x) -> str:
@@ -36,9 +36,9 @@ class CompiledModel:
         self.inputs_tree = meta.get("inputs_tree")
         self._out_dtypes = meta.get("dtypes", [])
         self.torch_io = meta.get("torch_io", False)
-        self._trainer = None            # training binaries: forge_fe.training.Trainer
+        self._trainer = None            # training binaries: forge_fe.device.training.Trainer
         if meta.get("training"):
-            from forge_fe.training import Trainer
+            from forge_fe.device.training import Trainer
             self._trainer = Trainer(self, meta["training"])
             optimizer = getattr(context, "optimizer", None)
             if optimizer is not None:
@@ -85,7 +85,7 @@ class CompiledModel:
             raise CompileStopped("runtime", f"compilation stopped after stage '{self.report.stopped_after}'; "
                                  "there is no binary to run", "compile with CompileDepth.FULL to run the model")
         if self._trainer is not None and torch.is_grad_enabled():
-            from forge_fe.training import DeviceFunction
+            from forge_fe.device.training import DeviceFunction
             ins = self._check_inputs(inputs)
             self._trainer.check_inputs(ins)
             outs = DeviceFunction.apply(self._trainer, len(ins), *ins, *self._trainer.params.values())

@@ -138,7 +138,6 @@ def enum_attr(op, name):
 
 
 def _np(dtype):
-    from tvm_ext.frontend.stablehlo import _np_dtype
     return _np_dtype(dtype)
 
 

@@ -263,7 +263,7 @@ class _Importer:
             parts = [f"{name} ({len(locs)}x, first at {locs[0]})" for name, locs in missing.items()]
             raise FrontendError("unsupported StableHLO ops: " + "; ".join(parts),
                                 "rewrite that part of the model with other jax.numpy/lax functions, or add a "
-                                "converter to tvm_ext/frontend/stablehlo_ops.py")
+                                "converter to an op-family module of tvm_ext/frontend/stablehlo/")
 
     # ---- large constants -> params -------------------------------------------------------
 
@@ -300,13 +300,13 @@ class _Importer:
                 outs = CONVERTERS[name](self, op, [self.env[v] for v in op.operands])
             except Unsupported as err:
                 raise FrontendError(f"StableHLO op {name} at {self._where(op)}: {err}",
-                                    "rewrite that part of the model, or extend tvm_ext/frontend/stablehlo_ops.py") from None
+                                    "rewrite that part of the model, or extend tvm_ext/frontend/stablehlo/") from None
             except FrontendError:
                 raise
             except Exception as err:
                 raise FrontendError(f"importing StableHLO op {name} at {self._where(op)} failed: "
                                     f"{_first_line(err)}",
-                                    "this is a bug in tvm_ext/frontend/stablehlo_ops.py: please report it") from err
+                                    "this is a bug in tvm_ext/frontend/stablehlo/: please report it") from err
             finally:
                 self.current = outer
             if not isinstance(outs, (list, tuple)):

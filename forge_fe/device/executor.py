@@ -15,9 +15,9 @@ import torch
 
 from forge_fe.binary import model as bm
 from forge_fe.errors import RuntimeFailure
-from forge_fe import numerics
+from forge_fe.device import numerics
 from forge_fe.config import DataFormat, MathFidelity
-from forge_fe.runtime.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, KERNELS, make_fidelity_kernel
+from forge_fe.device.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, KERNELS, make_fidelity_kernel
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
                "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
@@ -80,7 +80,7 @@ class DeviceProgram:
     Numerics: floating-point tensors are held as float32 that carry exactly the values
     their data format can represent (each op's result is quantized to its tensor's
     format); matmul/linear/conv on low-precision operands below HiFi4, or without fp32
-    accumulation, run through forge_fe.numerics' fidelity emulation."""
+    accumulation, run through forge_fe.device.numerics' fidelity emulation."""
 
     def __init__(self, prog: bm.Program, compute: dict | None = None):
         self.prog = prog

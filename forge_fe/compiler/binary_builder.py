@@ -12,10 +12,10 @@ import tempfile
 import numpy as np
 import tvm
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.binary import model as bm
 from forge_fe.errors import CompileError
-from forge_fe.report import placement_rows
+from forge_fe.compiler.report import placement_rows
 from forge_fe.version import __version__
 
 HOST_TARGET = {"kind": "llvm"}

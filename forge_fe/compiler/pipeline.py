@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from forge_fe import codegen
+from forge_fe.compiler import codegen
 from forge_fe.binary import model as bm
 from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import CompileError, ForgeError
@@ -19,7 +19,7 @@ from forge_fe.frontend import ImportedModel, import_model
 from forge_fe.graph.graph import Graph
 from forge_fe.passes import consteval, layout, post_initial, pre_lowering
 from forge_fe.ttir.emitter import module_text
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.compiler.lower_ttir import lower_graph
 
 
 @dataclass
@@ -54,7 +54,7 @@ class CompileContext:
     binary: bm.Binary | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stopped_after: str | None = None
-    perf: dict = field(default_factory=dict)     # performance-model summary (forge_fe.perf_model)
+    perf: dict = field(default_factory=dict)     # performance-model summary (forge_fe.device.perf_model)
     artifacts: dict[str, str] = field(default_factory=dict)   # artifact name -> path
 
     def dump(self, name: str, data):
@@ -89,7 +89,7 @@ def stage_relax_passes(ctx):
 
 
 def stage_partition(ctx):
-    from forge_fe.report import placement_table
+    from forge_fe.compiler.report import placement_table
     if ctx.mod is None:
         ctx.units = [DeviceUnit("device_0", module=ctx.imported.forge_module)]
         return
@@ -235,8 +235,8 @@ def stage_lower_to_ttir(ctx):
 
 def stage_binary(ctx):
     import json
-    from forge_fe import perf_model
-    from forge_fe.binary_builder import build_binary
+    from forge_fe.device import perf_model
+    from forge_fe.compiler.binary_builder import build_binary
     ctx.binary = build_binary(ctx)
     # The performance model's estimate for the programs that run per call (not const-eval).
     estimates = []

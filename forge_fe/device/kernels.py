@@ -266,10 +266,10 @@ FIDELITY_OPS = {"ttir.matmul", "ttir.linear", "ttir.conv2d"}
 
 def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
     """matmul / linear / conv2d as the matrix engine computes them at `fidelity`: the sum of
-    the mantissa-slice partial products that fidelity includes (forge_fe.numerics), with the
+    the mantissa-slice partial products that fidelity includes (forge_fe.device.numerics), with the
     result rounded to bf16 when fp32 accumulation is off (per K tile for matmul; once per
     output for conv, an approximation). Operands arrive already quantized to their formats."""
-    from forge_fe import numerics
+    from forge_fe.device import numerics
     from forge_fe.config import DataFormat
 
     def finish(y):

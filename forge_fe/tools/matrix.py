@@ -26,7 +26,7 @@ import numpy as np
 
 SIZES = ("push", "nightly")
 
-# Pipeline stage (forge_fe.pipeline.STAGES, plus the runtime and the comparison) -> the
+# Pipeline stage (forge_fe.compiler.pipeline.STAGES, plus the runtime and the comparison) -> the
 # failure class the matrix reports.
 FAILURE_CLASS = {
     "build": "model build", "reference": "framework reference", "import": "import", "relax_passes": "tvm passes", "partition": "partition",
@@ -111,7 +111,7 @@ def framework_outputs(model, inputs):
 
 def compare(golden, ours, rtol, atol) -> tuple[list[float], bool]:
     """PCC per output (forge_fe.verify.pcc) and whether every output is allclose."""
-    from forge_fe import structure
+    from forge_fe.frontend import structure
     from forge_fe.verify import _to_numpy, pcc
     g, _ = structure.flatten(golden)
     o, _ = structure.flatten(ours)
@@ -135,7 +135,7 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
     """Build, compile, run and compare one model; never raises for a model failure (the record says)."""
     import forge_fe
     from forge_fe.errors import ForgeError
-    from forge_fe.pipeline import STAGES
+    from forge_fe.compiler.pipeline import STAGES
 
     cfg_args, pcc_min = DATA_FORMATS[data_format]
     pcc_min = case.pcc_min if data_format == "Float32" else pcc_min

@@ -35,7 +35,7 @@ import numpy as np
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_COMPILE, EXIT_VERIFY, EXIT_RUNTIME, EXIT_MATRIX = 0, 1, 2, 3, 4, 5, 6
 FORMATS = ["Float32", "Float16_b", "Bfp8_b", "Bfp4_b"]
-log = logging.getLogger("forge_fe.cli")
+log = logging.getLogger("forge_fe.tools.cli")
 
 
 def _usage_error(message, hint=""):
@@ -72,7 +72,7 @@ class StageProgress:
     """A per-stage progress bar on stderr (one redrawn line on a terminal, one line per stage otherwise)."""
 
     def __init__(self, stream=None):
-        from forge_fe.pipeline import STAGES
+        from forge_fe.compiler.pipeline import STAGES
         self.names = [name for _, name, _ in STAGES]
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
@@ -307,7 +307,7 @@ def cmd_compile(args):
     log.info("compiled in %.2f s", time.perf_counter() - t0)
     print(cm.report.summary())
     if args.save_inputs:
-        from forge_fe import structure
+        from forge_fe.frontend import structure
         if cm.binary is not None:    # one array per binary input: the leaves of structured inputs
             leaves = structure.flatten_like(cm.inputs_tree, inputs) if cm.inputs_tree is not None else inputs
             arrays = {d.name: np.asarray(x) for d, x in zip(cm.binary.inputs, leaves)}
@@ -365,7 +365,7 @@ def _existing(path, what="binary"):
 
 def cmd_run(args):
     import forge_fe
-    from forge_fe import structure
+    from forge_fe.frontend import structure
     cm = forge_fe.load(_existing(args.binary))
     if not os.path.exists(args.inputs):
         raise _usage_error(f"no such file: '{args.inputs}'", "save the inputs with numpy.savez(path, name=array)")
@@ -402,7 +402,7 @@ def _table(header, rows) -> str:
 
 
 def _read_table(section, out) -> str:
-    from forge_fe.report import format_placement
+    from forge_fe.compiler.report import format_placement
     if section == "placement":
         return format_placement(out)
     if section == "perf":
@@ -466,7 +466,7 @@ def cmd_read(args):
 # ---- report: the model matrix --------------------------------------------------------------------
 
 def cmd_report(args):
-    from forge_fe import matrix
+    from forge_fe.tools import matrix
     out_dir = matrix.results_dir(args.results)
     status = EXIT_OK
     if args.run:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from forge_fe import op
-from forge_fe.module import ForgeModule
+from forge_fe.graph.module import ForgeModule
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "{weights}")
 '''
