@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import forge_fe
-from forge_fe.tools import cli, matrix, zoo
+from forge_fe import zoo
+from forge_fe.tools import cli, matrix
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}

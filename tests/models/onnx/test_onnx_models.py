@@ -7,7 +7,8 @@ import warnings
 import pytest
 import torch
 
-from forge_fe.tools import matrix, zoo
+from forge_fe import zoo
+from forge_fe.tools import matrix
 from forge_fe.tools.matrix import MatrixCase
 
 

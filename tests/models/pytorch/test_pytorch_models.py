@@ -5,7 +5,8 @@ its record for `forge-fe report`; numerics are compared with torch's own outputs
 """
 import pytest
 
-from forge_fe.tools import matrix, zoo
+from forge_fe import zoo
+from forge_fe.tools import matrix
 from forge_fe.tools.matrix import MatrixCase
 
 def sized(tiny, full):
