@@ -1,4 +1,4 @@
-"""CompiledModel: what `forge_fe.compile` returns and `forge_fe.load` restores.
+"""`compile` and CompiledModel: what `forge_fe.compile` returns and `forge_fe.load` restores.
 
 It owns a Binary and an Executor; calling it checks the inputs against the
 compiled input descriptors, runs the binary, and rebuilds the framework's
@@ -12,6 +12,7 @@ import torch
 from forge_fe import binary as binio
 from forge_fe.frontend import structure
 from forge_fe.binary import model as bm
+from forge_fe.config import CompilerConfig
 from forge_fe.errors import CompileStopped, InputError
 from forge_fe.compiler.report import CompileReport
 from forge_fe.device.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
@@ -153,12 +154,42 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str) -> CompiledModel:
+def model_from_binary(b) -> CompiledModel:
+    """A CompiledModel over a Binary read from a file (its report rebuilt from the debug sections)."""
     import json
-    b = binio.read(path)
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan])
     return CompiledModel(b, report)
+
+
+def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,
+            training: bool = False, optimizer=None, progress=None) -> CompiledModel:
+    """Compile `model` for the emulated device, using `sample_inputs` for shapes and dtypes.
+
+    Returns a CompiledModel; with a `compile_depth` short of FULL, it holds the
+    artifacts up to that stage and refuses to run."""
+    from forge_fe.compiler.pipeline import CompileContext, run_pipeline
+    from forge_fe.compiler.report import placement_rows
+
+    cfg = compiler_cfg or CompilerConfig()
+    if isinstance(sample_inputs, tuple):
+        sample_inputs = list(sample_inputs)
+    elif not isinstance(sample_inputs, list):
+        sample_inputs = [sample_inputs]
+    ctx = CompileContext(model=model, sample_inputs=sample_inputs, cfg=cfg, module_name=module_name,
+                         training=training, optimizer=optimizer)
+    run_pipeline(ctx, progress=progress)
+    segs = []
+    if ctx.binary is not None:
+        for s in ctx.binary.plan:
+            prog = ctx.binary.programs[s.index] if s.kind == "device" else ctx.binary.cpu_segments[s.index]
+            if not getattr(prog, "private", False):
+                segs.append(f"{s.kind}:{prog.name}")
+    report = CompileReport(ctx.name, ctx.imported.framework if ctx.imported else "?",
+                           placement=placement_rows(ctx.partition.placements) if ctx.partition else [],
+                           timings=dict(ctx.timings), stopped_after=ctx.stopped_after, segments=segs,
+                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf))
+    return CompiledModel(ctx.binary, report, context=ctx)

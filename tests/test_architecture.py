@@ -31,8 +31,9 @@ LAYERS = [
     ("frontends", ["forge_fe.frontend"], "a user's model -> ImportedModel; output nesting (structure)"),
     ("compiler", ["forge_fe.compiler"], "the pipeline's stages, codegen, TTIR lowering, binary building, report"),
     ("public modules", ["forge_fe.compiled", "forge_fe.verify", "forge_fe.optim", "forge_fe.zoo"],
-     "CompiledModel/load, verify, optimizers, reference models"),
-    ("public API", ["forge_fe"], "forge_fe/__init__.py: compile and the public names"),
+     "compile/CompiledModel, verify, optimizers, reference models"),
+    ("generation", ["forge_fe.generation"], "compile_lm: prefill/decode programs over a static KV cache"),
+    ("public API", ["forge_fe"], "forge_fe/__init__.py: the public names, load"),
     ("tools", ["forge_fe.tools", "forge_fe.onnx_backend"], "forge-fe CLI, model matrix, ONNX backend API"),
 ]
 
@@ -46,7 +47,7 @@ _STABLEHLO_FAMILIES = ["elementwise", "movement", "linalg", "reduction", "indexi
 INNER_LAYERS = {
     "tvm_ext.frontend.onnx": [["common"], _ONNX_FAMILIES, ["registry"], ["patch"], ["importer"], ["__init__"]],
     "tvm_ext.frontend.stablehlo": [["common"], _STABLEHLO_FAMILIES, ["registry"], ["importer"], ["__init__"]],
-    "forge_fe.op": [["registry"], ["layout"], ["eltwise", "grad"], ["tensor"], ["reduce"], ["nn"], ["__init__"]],
+    "forge_fe.op": [["registry"], ["layout", "cache"], ["eltwise", "grad"], ["tensor"], ["reduce"], ["nn"], ["__init__"]],
 }
 
 

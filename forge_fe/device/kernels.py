@@ -120,6 +120,30 @@ def _repeat(ins, a):
     return ins[0].repeat(a["repeat_dimensions"])
 
 
+# Kernels that write their operand 0 in place and return it (tt-mlir's cache ops update the cache).
+IN_PLACE_OPS = {"ttir.fill_cache", "ttir.update_cache"}
+
+
+@kernel("ttir.fill_cache")
+def _fill_cache(ins, a):
+    """Rows [0, n) of the cache's sequence dim (dim 2), in place: the executor only hands over a
+    cache operand nothing reads afterwards (DeviceProgram's in-place rule)."""
+    cache, new = ins
+    cache.narrow(2, 0, new.shape[2]).copy_(new)
+    return cache
+
+
+@kernel("ttir.update_cache")
+def _update_cache(ins, a):
+    """One row of the cache's sequence dim at the run-time position ins[2], in place."""
+    cache, new, pos = ins
+    row = int(pos.reshape(-1)[0])
+    if not 0 <= row < cache.shape[2]:
+        raise IndexError(f"update_cache position {row} is outside the cache's {cache.shape[2]} rows")
+    cache.select(2, row).copy_(new.select(2, 0))
+    return cache
+
+
 @kernel("ttir.embedding")
 def _embedding(ins, a):
     idx, table = ins
