@@ -25,9 +25,10 @@ def _dtype_name(x) -> str:
 
 
 class CompiledModel:
-    def __init__(self, binary: bm.Binary | None, report: CompileReport, context=None):
+    def __init__(self, binary: bm.Binary | None, report: CompileReport, context=None, mesh=None):
         self.binary = binary
         self.report = report
+        self.mesh = mesh                # the runtime's mesh (forge_fe.load(..., mesh=)); None: the binary's own
         self.context = context          # the CompileContext (artifacts of every stage); None when loaded
         self._executor = None
         meta = structure.loads(binary.output_structure) if binary else {}
@@ -48,7 +49,7 @@ class CompiledModel:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = Executor(self.binary)
+            self._executor = Executor(self.binary, mesh=self.mesh)
         return self._executor
 
     @property
@@ -154,15 +155,16 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def model_from_binary(b) -> CompiledModel:
+def model_from_binary(b, mesh=None) -> CompiledModel:
     """A CompiledModel over a Binary read from a file (its report rebuilt from the debug sections)."""
     import json
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
+                           numerics_notes=json.loads(b.debug.get("numerics_notes.json", "[]")),
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
-                                     for s in b.plan])
-    return CompiledModel(b, report)
+                                     for s in b.plan], mesh=json.loads(b.debug.get("mesh.json", "{}")))
+    return CompiledModel(b, report, mesh=mesh)
 
 
 def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,
@@ -171,6 +173,8 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
 
     Returns a CompiledModel; with a `compile_depth` short of FULL, it holds the
     artifacts up to that stage and refuses to run."""
+    import json
+
     from forge_fe.compiler.pipeline import CompileContext, run_pipeline
     from forge_fe.compiler.report import placement_rows
 
@@ -191,5 +195,7 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
     report = CompileReport(ctx.name, ctx.imported.framework if ctx.imported else "?",
                            placement=placement_rows(ctx.partition.placements) if ctx.partition else [],
                            timings=dict(ctx.timings), stopped_after=ctx.stopped_after, segments=segs,
-                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf))
+                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf), mesh=dict(ctx.mesh),
+                           numerics_notes=json.loads(ctx.binary.debug.get("numerics_notes.json", "[]"))
+                           if ctx.binary else [])
     return CompiledModel(ctx.binary, report, context=ctx)

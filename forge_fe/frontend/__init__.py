@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from forge_fe.errors import FrontendError
-from forge_fe.frontend.imported import ImportedModel
+from forge_fe.frontend.imported import ImportedModel, is_shape_only, shape_only_array
 
-__all__ = ["ImportedModel", "import_model"]
+__all__ = ["ImportedModel", "import_model", "is_shape_only", "shape_only_array"]
 
 
 def _module_name(model, default):
