@@ -48,6 +48,7 @@ KNOWN_UPWARD = {
     ("forge_fe.device.executor", "forge_fe.mesh.runtime"),
     ("forge_fe.compiler.pipeline", "forge_fe.mesh.cost"),
     ("forge_fe.compiler.pipeline", "forge_fe.mesh.stage"),
+    ("forge_fe.compiler.report", "forge_fe.mesh.memory"),
 }
 
 LAYER_OF = {unit: i for i, (_, units, _) in enumerate(LAYERS) for unit in units}
