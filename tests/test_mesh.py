@@ -408,3 +408,13 @@ def test_link_model_prices_bytes_over_links_and_topology():
     bw = t3k.axis_bandwidth(1)
     assert bw == 12.5e9                                         # 100 Gbps per direction, one usable link
     assert collective_time("ttir.all_gather", small, 1, line, system) > 7 * 2 * 2**20 / bw
+
+
+def test_a_meta_device_model_is_planned_but_not_compiled_to_a_binary():
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64)).eval()
+    x = torch.randn(2, 64)
+    plan = forge_fe.mesh.plan(model, [x], mesh="n300", shard_specs={"0.weight": ("y", None), "2.weight": (None, "y")})
+    assert plan["shape_only"] and plan["fits"] and plan["collectives"] == {"all_reduce": 1}
+    with pytest.raises(ForgeError, match="weights on the meta device"):
+        forge_fe.compile(model, [x], compiler_cfg=forge_fe.CompilerConfig(mesh="n300"))
