@@ -54,7 +54,7 @@ def child(spec: dict) -> dict:
     params = sum(p.numel() for p in model.parameters())
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     import gc
-    import forge_fe.pipeline, tvm_ext.partition, tvm_ext.passes  # noqa: F401  (imports are not compile time)
+    import forge_fe.compiler.pipeline, tvm_ext.partition, tvm_ext.passes  # noqa: F401  (imports are not compile time)
     gc.collect()
     built = _rss_kb("VmRSS")
     stage_peaks, peak = {}, 0

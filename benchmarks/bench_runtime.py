@@ -82,7 +82,7 @@ def bench(name, rounds, iters, threads, profile):
         row[ratio] = statistics.median(per_round)
         row[ratio + "_spread"] = (min(per_round), max(per_round))
     if profile:
-        from forge_fe.runtime.profile import Profiler
+        from forge_fe.device.profile import Profiler
         for label, cm in (("fp32", fp32), ("bf16", bf16)):
             prof = cm.executor.profiler = Profiler()
             for _ in range(iters):

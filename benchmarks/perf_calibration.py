@@ -6,7 +6,7 @@
 
 Each model is compiled as TTNN's demo runs it (batch, sequence, bfloat16 activations, bfloat8_b
 weights, the demo's math fidelity) and its device programs are estimated with
-forge_fe.perf_model.estimate_program on wormhole_b0 (n150) and blackhole (p150). The published
+forge_fe.device.perf_model.estimate_program on wormhole_b0 (n150) and blackhole (p150). The published
 figure is converted to milliseconds per batch (batch / throughput, or 1000 / tokens per second
 per user) and the table prints estimate / published. The published figures are end-to-end
 (host-observed, with trace and two command queues): they include dispatch overheads the model
@@ -111,8 +111,8 @@ def main():
     ap.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "forge_fe_perf_calibration"))
     ap.add_argument("--md", action="store_true", help="print a Markdown table")
     args = ap.parse_args()
-    from forge_fe import perf_model
-    from forge_fe.binary_builder import ARCHS
+    from forge_fe.device import perf_model
+    from forge_fe.compiler.binary_builder import ARCHS
     from forge_fe.config import MathFidelity
     rows = []
     for name in args.models.split(","):

@@ -1,14 +1,14 @@
-"""The roofline performance model (forge_fe.perf_model) on small hand-built programs."""
+"""The roofline performance model (forge_fe.device.perf_model) on small hand-built programs."""
 import math
 
 import pytest
 import torch
 
-from forge_fe import perf_model as pm
+from forge_fe.device import perf_model as pm
 from forge_fe.binary import model as bm
-from forge_fe.binary_builder import ARCHS
+from forge_fe.compiler.binary_builder import ARCHS
 from forge_fe.config import MathFidelity
-from forge_fe.runtime.kernels import KERNELS
+from forge_fe.device.kernels import KERNELS
 
 WH, BH = ARCHS["wormhole_b0"], ARCHS["blackhole"]
 OVERHEAD = pm.OP_OVERHEAD_S["wormhole_b0"]      # launch cost of one device op
@@ -271,9 +271,9 @@ def test_every_kernel_has_a_cost_rule(name):
         assert e.bound in ("compute", "memory", "noc")
 
 
-# ---- program-level placement (forge_fe.perf_program): fusion, L1 residency, sharding, views ----
+# ---- program-level placement (forge_fe.device.perf_program): fusion, L1 residency, sharding, views ----
 
-from forge_fe import perf_program as pp  # noqa: E402
+from forge_fe.device import perf_program as pp  # noqa: E402
 
 
 def chain(ops, ts, inputs, outputs):

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import forge_fe
-from forge_fe import cli
+from forge_fe.tools import cli
 from forge_fe.config import DataFormat
-from forge_fe.runtime import executor
-from forge_fe.runtime.profile import Profiler
+from forge_fe.device import executor
+from forge_fe.device.profile import Profiler
 
 
 class NewGELU(nn.Module):
@@ -140,7 +140,7 @@ def test_cli_run_profile_prints_the_table(tmp_path, capsys):
 
 @pytest.mark.parametrize("shape", [(3, 16), (2, 3, 16)])
 def test_linear_kernel_bias_in_gemm(shape):
-    from forge_fe.runtime.kernels import KERNELS
+    from forge_fe.device.kernels import KERNELS
     x, w, b = torch.randn(*shape), torch.randn(16, 8), torch.randn(8)
     torch.testing.assert_close(KERNELS["ttir.linear"]([x, w, b], {}), x @ w + b)
     torch.testing.assert_close(KERNELS["ttir.linear"]([x, w.t().contiguous(), b], {"transpose_b": True}), x @ w + b)
