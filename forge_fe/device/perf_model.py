@@ -642,7 +642,7 @@ def estimate_program(program: bm.Program, system: bm.SystemDesc,
     reshapes get zero time; a fused activation's cycles are counted in the op it runs inside.
     (Stable entry point: the multi-chip model calls it per chip.)"""
     from forge_fe.device.perf_program import plan_program
-    places = plan_program(program, system)
+    places = plan_program(program, system, tensor_bytes)
     costs = [_op_cost(i, op, program, fidelity) for i, op in enumerate(program.ops)]
     extra = [0.0] * len(costs)
     for i, p in enumerate(places):

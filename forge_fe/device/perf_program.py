@@ -84,10 +84,10 @@ class OpPlace:
     core_grid: tuple = (0, 0)
 
 
-def plan_program(program: bm.Program, system: bm.SystemDesc,
+def plan_program(program: bm.Program, system: bm.SystemDesc, tensor_bytes,
                  l1_fraction: float = L1_ACTIVATION_FRACTION) -> list[OpPlace]:
-    """One OpPlace per op of `program` (see the module docstring for the rules)."""
-    from forge_fe.device.perf_model import tensor_bytes
+    """One OpPlace per op of `program` (see the module docstring for the rules); `tensor_bytes(desc)`
+    is the device size of a tensor (perf_model's, passed in so this module stays below it)."""
     ops = program.ops
     readers: dict[int, list[int]] = {}
     for i, op in enumerate(ops):
