@@ -59,19 +59,10 @@ def _source_of(node) -> str:
 def _import_with_sources(ep):
     """from_exported_program, also returning {relax var name: torch source} for generated names."""
     from tvm import relax
-    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    from tvm_ext.frontend.exported_program import ExportedProgramImporter, drop_runtime_asserts
 
     class SourceTrackingImporter(ExportedProgramImporter):
         sources: dict = {}
-
-        def _cumsum(self, node):
-            # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
-            val = node.meta.get("val")
-            if val is None or "out" in node.kwargs:
-                return super()._cumsum(node)
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            dtype = str(val.dtype).replace("torch.", "")
-            return self.block_builder.emit(relax.op.cumsum(self.env[node.args[0]], dim, dtype))
 
         def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
             out = super()._translate_fx_graph(graph_module, nodes, inputs_vars, custom_ops)
@@ -82,7 +73,7 @@ def _import_with_sources(ep):
 
     importer = SourceTrackingImporter()
     importer.sources = {}
-    mod = importer.from_exported_program(ep.run_decompositions(), True, False, False, None)
+    mod = importer.from_exported_program(drop_runtime_asserts(ep.run_decompositions()), True, False, False, None)
     # A converter emits helper bindings just before the var it returns: they share its source.
     sources, pending = {}, []
     for block in mod["main"].body.blocks:
