@@ -153,12 +153,17 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str) -> CompiledModel:
+def load(path: str):
+    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`."""
     import json
     b = binio.read(path)
+    if "lm" in structure.loads(b.output_structure):
+        from forge_fe.generation import CompiledLM
+        return CompiledLM.from_binary(b)
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
+                           numerics_notes=json.loads(b.debug.get("numerics_notes.json", "[]")),
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan])
     return CompiledModel(b, report)

@@ -126,7 +126,7 @@ from forge_fe.config import DataFormat, MathFidelity
 
 __all__ = [
     "BFP_BLOCK", "MANTISSA_BITS", "round_bf16", "quantize_bfp", "quantize",
-    "fidelity_terms", "matmul",
+    "fidelity_terms", "matmul", "integer_division",
 ]
 
 BFP_BLOCK = 16                       # values sharing one exponent (a 16x16 face row)
@@ -342,3 +342,22 @@ def matmul(a: torch.Tensor, b: torch.Tensor, fidelity: MathFidelity,
     for d in squeeze:
         out = out.squeeze(d)
     return out
+
+
+# ---- integer arithmetic ------------------------------------------------------------------
+
+def integer_division(x: torch.Tensor, y: torch.Tensor, rounding: str) -> torch.Tensor:
+    """x / y on integer tensors as the frameworks define it, without the host's trap.
+
+    rounding: "trunc" (C division, ONNX Div), "floor" (Python //), "fmod" (C %, sign of x) or
+    "remainder" (Python %, sign of y). A zero divisor raises ZeroDivisionError, as torch and
+    onnxruntime refuse it; INT_MIN / -1 wraps to INT_MIN (two's complement, as numpy), where
+    the x86 division instruction would kill the process with SIGFPE."""
+    if bool((y == 0).any()):
+        raise ZeroDivisionError("integer division by zero")
+    minus_one = y == -1
+    safe = torch.where(minus_one, torch.ones_like(y), y)     # x / 1 and x % 1 cannot trap
+    if rounding in ("trunc", "floor"):
+        q = torch.div(x, safe, rounding_mode=rounding)
+        return torch.where(minus_one, torch.neg(q), q)       # -x, wrapping for INT_MIN
+    return (torch.fmod if rounding == "fmod" else torch.remainder)(x, safe)   # x % +-1 == 0

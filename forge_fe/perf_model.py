@@ -458,6 +458,14 @@ def _embedding(c: OpContext) -> Cost:
     return cost
 
 
+@rule("data_movement", "ttir.fill_cache", "ttir.update_cache")
+def _cache_write(c: OpContext) -> Cost:
+    """A KV-cache write updates the cache in place: it reads and writes only the new rows."""
+    new = c.ins[1]
+    n = tiles(new.shape)
+    return Cost(0.0, n * TILE_CYCLES["datacopy"], n, dram_bytes=2 * tensor_bytes(new))
+
+
 # -- gradients (training; forge_fe/op/grad.py)
 
 @rule("conv", "ttir.conv_transpose2d")

@@ -245,6 +245,9 @@ def stage_binary(ctx):
             estimates += perf_model.estimate_program(prog, ctx.binary.system, ctx.cfg.math_fidelity)
     ctx.perf = perf_model.summarize(estimates, ctx.binary.system)
     ctx.binary.debug["perf.json"] = json.dumps(ctx.perf)
+    from forge_fe.report import device_numerics_notes
+    ctx.binary.debug["numerics_notes.json"] = json.dumps(device_numerics_notes(
+        [g for u in ctx.units for _, g in u.lowered]))
     if ctx.cfg.dump_dir:
         from forge_fe import binary as binio
         os.makedirs(ctx.cfg.dump_dir, exist_ok=True)

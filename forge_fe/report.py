@@ -25,6 +25,35 @@ def format_placement(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def device_numerics_notes(graphs) -> list[str]:
+    """Where the emulated device computes differently from the framework on purpose, for these
+    device graphs: one sentence each, naming up to three nodes (reported, never silent)."""
+    from forge_fe.config import DataFormat
+    found = {"int64": [], "float64": [], "bfp": []}
+    for g in graphs:
+        for n in g.nodes:
+            if n.dtype == "int64":
+                found["int64"].append(n.name)
+            elif n.dtype == "float64":
+                found["float64"].append(n.name)
+            if n.df in (DataFormat.Bfp8_b, DataFormat.Bfp4_b):
+                found["bfp"].append(n.name)
+
+    def where(names):
+        return f"{len(names)} device tensors, e.g. {', '.join(names[:3])}"
+    notes = []
+    if found["int64"]:
+        notes.append(f"int64 is computed as int32 on the device ({where(found['int64'])}): results outside "
+                     "[-2^31, 2^31) wrap around, and int64 inputs outside that range are refused at run time")
+    if found["float64"]:
+        notes.append(f"float64 is computed as float32 on the device ({where(found['float64'])}): about 7 "
+                     "significant digits, values beyond 3.4e38 become inf, float64 subnormals become 0")
+    if found["bfp"]:
+        notes.append(f"Bfp8_b/Bfp4_b tensors ({where(found['bfp'])}) flush subnormals to zero, and an inf "
+                     "sets its 16-value block's shared exponent, so the block's other values become 0")
+    return notes
+
+
 @dataclass
 class CompileReport:
     model_name: str
@@ -35,11 +64,13 @@ class CompileReport:
     segments: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
     perf: dict = field(default_factory=dict)
+    #: deliberate differences of the device's numerics from the framework (device_numerics_notes)
+    numerics_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"model": self.model_name, "framework": self.framework, "placement": self.placement,
                 "perf": self.perf, "timings_s": self.timings, "stopped_after": self.stopped_after,
-                "segments": self.segments, "artifacts": self.artifacts}
+                "segments": self.segments, "artifacts": self.artifacts, "numerics_notes": self.numerics_notes}
 
     def summary(self) -> str:
         c = Counter(r["where"] for r in self.placement)
@@ -61,6 +92,9 @@ class CompileReport:
             lines.append("  on CPU:")
             for op, n in Counter((r["op"], r["reason"]) for r in cpu).most_common():
                 lines.append(f"    {op[0]} x{n}: {op[1]}")
+        if self.numerics_notes:
+            lines.append("  device numerics that differ from the framework on purpose:")
+            lines += [f"    {note}" for note in self.numerics_notes]
         if self.stopped_after:
             lines.append(f"  stopped after stage '{self.stopped_after}' (CompileDepth)")
         return "\n".join(lines)

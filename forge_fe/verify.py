@@ -107,5 +107,7 @@ def verify(inputs, model, cm, pcc_min: float = 0.99, rtol: float = 1e-2, atol: f
             f"(need >= {pcc_min}), max |err| {worst.max_abs_err:.3g}, allclose(rtol={rtol}, atol={atol}) "
             f"{'passed' if worst.allclose else 'failed'}; {len(bad)} of {len(checks)} outputs failed",
             "inspect the per-stage artifacts with CompilerConfig(dump_dir=...), or force suspect ops to the CPU "
-            "with cpu_fallback_ops to bisect")
+            "with cpu_fallback_ops to bisect" + "".join(
+                f"\n  device numerics that differ on purpose: {note}"
+                for note in getattr(getattr(cm, "report", None), "numerics_notes", [])))
     return checks

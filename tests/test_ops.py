@@ -56,6 +56,8 @@ CASES = {
     "take": ([((10, 4), F32), ((2, 3), "int64")], {"axis": 0}),
     "take_static_index": ([((2, 5, 4), F32)], {"axis": 1, "index": 3}),
     "repeat": ([((2, 3), F32)], {"repeats": [2, 1]}),
+    "index_copy": ([((2, 3, 8, 4), F32), ((2, 3, 5, 4), F32)], {"axis": 2}),                      # fill_cache
+    "index_copy_update": ([((2, 3, 12, 4), F32), ((2, 3, 1, 4), F32), ((1, 1, 1, 1), "int64")], {"axis": 2}),
     "sum": ([((2, 3, 4), F32)], {"dims": [0, 2], "keep_dim": True}),
     "mean": ([((2, 3, 4), F32)], {"dims": [1], "keep_dim": False}),
     "max": ([((2, 3, 4), F32)], {"dims": [1, 2], "keep_dim": False}),

@@ -246,6 +246,9 @@ SPECS = {   # op -> (input (shape, dtype) list, attrs); unlisted ops are unary o
                                "groups": 1}),
     "ttir.max_pool2d_grad": ([_NHWC, ((1, 8, 8, 8), "float32")], _POOL),
     "ttir.embedding_backward": ([((1, 16), "int32"), ((1000, 256), "float32"), ((1, 16, 256), "float32")], {}),
+    "ttir.fill_cache": ([((1, 2, 64, 16), "float32"), ((1, 2, 8, 16), "float32")], {"batch_offset": 0}),
+    "ttir.update_cache": ([((1, 2, 128, 16), "float32"), ((1, 2, 1, 16), "float32"), ((1,), "int32")],
+                          {"batch_offset": 0}),
 }
 
 
@@ -264,3 +267,13 @@ def test_every_kernel_has_a_cost_rule(name):
         assert e.dram_bytes > 0 and e.compute_cycles > 0 and 1 <= e.cores <= pm.grid_cores(system)
         assert math.isfinite(e.time_s) and e.time_s >= e.roofline_s > 0
         assert e.bound in ("compute", "memory")
+
+
+def test_cache_write_cost_does_not_grow_with_the_cache():
+    """update_cache writes one row in place: a 64-row and a 4096-row cache cost the same."""
+    def cost(rows):
+        descs = [bm.TensorDesc("cache", (1, 8, rows, 64), "float32", "Float32"),
+                 bm.TensorDesc("new", (1, 8, 1, 64), "float32", "Float32"), bm.TensorDesc("pos", (1,), "int32")]
+        (e,) = estimate(one_op("ttir.update_cache", descs, bm.TensorDesc("out", (1, 8, rows, 64), "float32"), {}), WH)
+        return e.dram_bytes, e.compute_cycles
+    assert cost(64) == cost(4096)

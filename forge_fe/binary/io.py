@@ -88,6 +88,7 @@ class _Writer:
 
     def __init__(self, size_hint: int):
         self.b = flatbuffers.Builder(size_hint)
+        self._consts: dict = {}
 
     # -- primitives
 
@@ -135,6 +136,14 @@ class _Writer:
         return fbTensorDesc.End(self.b)
 
     def const_tensor(self, value, what: str) -> int:
+        # One array referenced from several places (an LM's programs share their weights) is written once.
+        if id(value) in self._consts:
+            return self._consts[id(value)][1]
+        off = self._const_tensor(value, what)
+        self._consts[id(value)] = (value, off)     # value kept alive so its id stays unique
+        return off
+
+    def _const_tensor(self, value, what: str) -> int:
         arr = np.asarray(value)
         if arr.dtype.name not in _DTYPES:
             raise ForgeError("binary", f"cannot serialize {what}: unsupported dtype {arr.dtype}",
@@ -378,7 +387,17 @@ def _read_tensor_desc(t) -> TensorDesc:
                       data_format=_s(t.DataFormat()), layout=_s(t.Layout()))
 
 
-def _read_const(c, source: str, what: str) -> np.ndarray:
+def _read_const(c, source: str, what: str, shared: dict | None = None) -> np.ndarray:
+    """`shared` maps a ConstTensor's position to its array: one written once is read as one array."""
+    if shared is not None and c._tab.Pos in shared:
+        return shared[c._tab.Pos]
+    arr = _read_const_data(c, source, what)
+    if shared is not None:
+        shared[c._tab.Pos] = arr
+    return arr
+
+
+def _read_const_data(c, source: str, what: str) -> np.ndarray:
     name = _s(c.Dtype())
     if name not in _DTYPES:
         raise _fail(source, f"{what} has unknown dtype {name!r}", "the file is corrupt or newer than this forge_fe")
@@ -396,11 +415,11 @@ def _read_const(c, source: str, what: str) -> np.ndarray:
     return arr
 
 
-def _read_program(p, source: str) -> Program:
+def _read_program(p, source: str, shared: dict | None = None) -> Program:
     name = _s(p.Name())
     constants = {}
     for c in _items(p, "Constants"):
-        constants[c.Index()] = _read_const(c.Value(), source, f"constant {c.Index()} of program {name!r}")
+        constants[c.Index()] = _read_const(c.Value(), source, f"constant {c.Index()} of program {name!r}", shared)
     ops = [Op(name=_s(o.Name()), inputs=_ints(o.InputsAsNumpy()), outputs=_ints(o.OutputsAsNumpy()),
               attrs=json.loads(_s(o.AttrsJson()) or "{}"), loc=_s(o.Loc()))
            for o in _items(p, "Ops")]
@@ -434,15 +453,16 @@ def _read_system(d) -> SystemDesc:
 
 
 def _read_model(m, compiler_version: str, source: str) -> Binary:
+    shared: dict = {}
     return Binary(
         compiler_version=compiler_version,
         system=_read_system(m.System()),
-        programs=[_read_program(p, source) for p in _items(m, "Programs")],
+        programs=[_read_program(p, source, shared) for p in _items(m, "Programs")],
         cpu_segments=[_read_cpu_segment(s) for s in _items(m, "CpuSegments")],
         plan=[_read_step(s, source) for s in _items(m, "Plan")],
         inputs=[_read_tensor_desc(t) for t in _items(m, "Inputs")],
         outputs=_strs(m, "Outputs"),
-        constants={_s(c.Name()): _read_const(c.Value(), source, f"plan constant {_s(c.Name())!r}")
+        constants={_s(c.Name()): _read_const(c.Value(), source, f"plan constant {_s(c.Name())!r}", shared)
                    for c in _items(m, "Constants")},
         output_structure=_s(m.OutputStructure()),
         debug={_s(e.Key()): _s(e.Value()) for e in _items(m, "Debug")},

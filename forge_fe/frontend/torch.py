@@ -64,6 +64,19 @@ def _import_with_sources(ep):
     class SourceTrackingImporter(ExportedProgramImporter):
         sources: dict = {}
 
+        def _index_put(self, node):
+            # TVM mis-imports None (full-slice) and omitted trailing indices: see torch_index_put.py
+            from forge_fe.frontend.torch_index_put import full_rank_indices
+            args = self.retrieve_args(node)
+            data, indices, values = args[0], list(args[1]), args[2]
+            accumulate = args[3] if len(args) > 3 else node.kwargs.get("accumulate", False)
+            given = [i for i in indices if i is not None]
+            if not given or len(indices) == data.ty.ndim and len(given) == len(indices) \
+                    or any(not str(i.ty.dtype).startswith(("int", "uint")) for i in given):
+                return super()._index_put(node)      # all dims indexed, or boolean masks: TVM's rule
+            full = full_rank_indices(self.block_builder, [int(d) for d in data.ty.shape.values], indices)
+            return self.block_builder.emit(relax.op.index_put(data, relax.Tuple(full), values, bool(accumulate)))
+
         def _translate_fx_graph(self, graph_module, nodes, inputs_vars, custom_ops=None):
             out = super()._translate_fx_graph(graph_module, nodes, inputs_vars, custom_ops)
             for node, var in self.env.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from forge_fe.numerics import integer_division
 from forge_fe.op.registry import (NotOnDevice, TensorType, broadcast_shape, defop, relax_attrs,
                                   relax_tensor_args, same_as_first, simple_lower)
 from forge_fe.ttir import emitter as E
@@ -177,7 +178,7 @@ subtract = binary("subtract", torch.sub, relax=("relax.subtract",),
                   backward=lambda d, x, y, z, g: (g, d.op(neg, g)))
 multiply = binary("multiply", torch.mul, relax=("relax.multiply",),
                   backward=lambda d, x, y, z, g: (d.op(multiply, g, y), d.op(multiply, g, x)))
-divide = binary("divide", lambda x, y: torch.div(x, y) if x.is_floating_point() else torch.div(x, y, rounding_mode="trunc"),
+divide = binary("divide", lambda x, y: torch.div(x, y) if x.is_floating_point() else integer_division(x, y, "trunc"),
                 relax=("relax.divide",), ttir="ttir.div",
                 backward=lambda d, x, y, z, g: (d.op(divide, g, y), d.op(neg, d.op(divide, d.op(multiply, g, z), y))))
 maximum = binary("maximum", torch.maximum, relax=("relax.maximum",),

@@ -17,7 +17,7 @@ from forge_fe.binary import model as bm
 from forge_fe.errors import RuntimeFailure
 from forge_fe import numerics
 from forge_fe.config import DataFormat, MathFidelity
-from forge_fe.runtime.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, KERNELS, make_fidelity_kernel
+from forge_fe.runtime.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, make_fidelity_kernel
 
 TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int32": torch.int32,
                "int64": torch.int64, "bool": torch.bool, "float16": torch.float16, "float64": torch.float64,
@@ -82,7 +82,7 @@ class DeviceProgram:
     format); matmul/linear/conv on low-precision operands below HiFi4, or without fp32
     accumulation, run through forge_fe.numerics' fidelity emulation."""
 
-    def __init__(self, prog: bm.Program, compute: dict | None = None):
+    def __init__(self, prog: bm.Program, compute: dict | None = None, shared: dict | None = None):
         self.prog = prog
         compute = compute or {}
         self.fidelity = MathFidelity[compute.get("math_fidelity", "HiFi4")]
@@ -96,8 +96,14 @@ class DeviceProgram:
         self.formats = [_format(t) for t in prog.tensors]
         self._stored_inputs: dict = {}
         self.slots: list = [None] * len(prog.tensors)
+        # Programs of one binary may hold the same array (an LM's prefill and decode weights):
+        # `shared` converts each array once per dtype and format.
+        shared = {} if shared is None else shared
         for idx, value in prog.constants.items():
-            self.slots[idx] = self._store(to_torch(value), idx)
+            key = (id(value), self.dtypes[idx], self.formats[idx])
+            if key not in shared:
+                shared[key] = (value, self._store(to_torch(value), idx))   # value kept: its id stays unique
+            self.slots[idx] = shared[key][1]
         ops = self._fuse(prog.ops)
         # Free each intermediate after its last reader so peak memory stays at the live set.
         last_use = {}
@@ -105,16 +111,54 @@ class DeviceProgram:
             for t in op.inputs:
                 last_use[t] = i
         keep = set(prog.outputs) | set(prog.constants)
+        #: input positions whose tensors the caller hands over: in-place ops may write them (see donate)
+        self.donated: set[int] = set()
         self.steps = []
         for i, (op, fn) in enumerate(ops):
             free = [t for t in op.inputs if last_use.get(t) == i and t not in keep]
-            out = op.outputs[0]
-            self.steps.append(KernelStep(fn, op.inputs, out, op.attrs, self.dtypes[out], self.formats[out], free, op))
+            out, fmt = op.outputs[0], self.formats[op.outputs[0]]
+            if op.name in IN_PLACE_OPS:
+                fn = self._in_place(op, fn, free)
+                if self.formats[op.inputs[0]] == self.formats[op.inputs[1]] == fmt:
+                    fmt = None          # cache and rows already hold values of the result's format
+            self.steps.append(KernelStep(fn, op.inputs, out, op.attrs, self.dtypes[out], fmt, free, op))
+
+    def donate(self, positions):
+        """Let in-place ops (cache writes) update these program inputs instead of a copy: the caller
+        keeps the outputs and no longer reads the inputs (a KV cache carried across decode steps)."""
+        self.donated = set(positions)
+
+    def _in_place(self, op, fn, free):
+        """An in-place kernel writes its operand 0 only if nothing reads that tensor afterwards."""
+        t = op.inputs[0]
+        if t not in free:
+            return lambda ins, a: fn([ins[0].clone()] + ins[1:], a)
+        if t not in self.prog.inputs:
+            return fn
+        pos = self.prog.inputs.index(t)
+        return lambda ins, a: fn(ins if pos in self.donated else [ins[0].clone()] + ins[1:], a)
 
     def _store(self, x: torch.Tensor, idx: int) -> torch.Tensor:
+        if x.dtype == torch.int64 and self.dtypes[idx] == torch.int32:
+            self._check_int32_range(x, idx)
         x = x if x.dtype == self.dtypes[idx] else x.to(self.dtypes[idx])
         fmt = self.formats[idx]
         return numerics.quantize(x, fmt) if fmt is not None else x
+
+    def _check_int32_range(self, x: torch.Tensor, idx: int):
+        """The device computes int64 as int32 (DESIGN.md); a value that does not fit is refused
+        rather than wrapped into a silently wrong result."""
+        if x.numel() == 0:
+            return
+        lo, hi = int(x.min()), int(x.max())
+        if lo < -2 ** 31 or hi >= 2 ** 31:
+            readers = [f"{op.name} at {op.loc}" for op in self.prog.ops if idx in op.inputs][:2]
+            raise RuntimeFailure(
+                f"program '{self.prog.name}' input '{self.prog.tensors[idx].name}' (read by "
+                f"{', '.join(readers) or 'no op'}) holds the int64 value "
+                f"{lo if lo < -2 ** 31 else hi}, outside the device's int32 range (the device computes int64 "
+                "as int32)", "pass values in [-2^31, 2^31), or keep the ops that read it on the CPU with "
+                "CompilerConfig(cpu_fallback_ops=...)")
 
     def _low_precision(self, op) -> bool:
         """Does this op's math depend on fidelity/accumulation (reduced-precision operands)?"""
@@ -197,6 +241,7 @@ class CpuSegment:
     def __init__(self, seg: bm.CpuSegment):
         import tvm
         from tvm import relax
+        from forge_fe.runtime import cpu_builtins  # noqa: F401  (host functions segments call by name)
         self.seg = seg
         fd, path = tempfile.mkstemp(suffix=".so", prefix=f"forge_fe_{seg.name}_")
         with os.fdopen(fd, "wb") as f:
@@ -229,7 +274,8 @@ class CpuSegment:
 class Executor:
     def __init__(self, binary: bm.Binary):
         self.binary = binary
-        self.programs = [DeviceProgram(p, binary.compute_config) for p in binary.programs]
+        shared: dict = {}
+        self.programs = [DeviceProgram(p, binary.compute_config, shared) for p in binary.programs]
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
         self.constants = {k: to_torch(v, f"plan constant '{k}'") for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs
@@ -246,10 +292,15 @@ class Executor:
         env.update(self._cached)
         for desc, x in zip(self.binary.inputs, inputs):
             env[desc.name] = x
-        for step in self.binary.plan:
+        return self.run_steps(self.binary.plan, env)
+
+    def run_steps(self, steps, env: dict) -> dict:
+        """Run these plan steps over `env` (plan value name -> tensor), adding their outputs to it."""
+        for step in steps:
             if step.kind == "device":
                 prog = self.programs[step.index]
                 if prog.prog.private and all(o in self._cached for o in step.outputs):
+                    env.update((o, self._cached[o]) for o in step.outputs)
                     continue
                 outs = prog.run([env[n] for n in step.inputs])
                 if prog.prog.private:

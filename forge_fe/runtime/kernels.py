@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from forge_fe.numerics import integer_division
+
 KERNELS: dict = {}
 
 
@@ -49,7 +51,7 @@ for _n, _f in {
 for _n, _f in {
     "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "maximum": torch.maximum,
     "minimum": torch.minimum, "pow": torch.pow,
-    "div": lambda x, y: torch.div(x, y) if x.is_floating_point() else torch.div(x, y, rounding_mode="trunc"),
+    "div": lambda x, y: torch.div(x, y) if x.is_floating_point() else integer_division(x, y, "trunc"),
     "eq": torch.eq, "ne": torch.ne, "gt": torch.gt, "ge": torch.ge, "lt": torch.lt, "le": torch.le,
     "logical_and": lambda x, y: torch.logical_and(_is_true(x), _is_true(y)),
     "logical_or": lambda x, y: torch.logical_or(_is_true(x), _is_true(y)),
@@ -118,6 +120,30 @@ def _broadcast(ins, a):
 @kernel("ttir.repeat")
 def _repeat(ins, a):
     return ins[0].repeat(a["repeat_dimensions"])
+
+
+# Kernels that write their operand 0 in place and return it (tt-mlir's cache ops update the cache).
+IN_PLACE_OPS = {"ttir.fill_cache", "ttir.update_cache"}
+
+
+@kernel("ttir.fill_cache")
+def _fill_cache(ins, a):
+    """Rows [0, n) of the cache's sequence dim (dim 2), in place: the executor only hands over a
+    cache operand nothing reads afterwards (DeviceProgram's in-place rule)."""
+    cache, new = ins
+    cache.narrow(2, 0, new.shape[2]).copy_(new)
+    return cache
+
+
+@kernel("ttir.update_cache")
+def _update_cache(ins, a):
+    """One row of the cache's sequence dim at the run-time position ins[2], in place."""
+    cache, new, pos = ins
+    row = int(pos.reshape(-1)[0])
+    if not 0 <= row < cache.shape[2]:
+        raise IndexError(f"update_cache position {row} is outside the cache's {cache.shape[2]} rows")
+    cache.select(2, row).copy_(new.select(2, 0))
+    return cache
 
 
 @kernel("ttir.embedding")
@@ -220,8 +246,15 @@ def make_conv2d(post_op: str = "none", add_input: bool = False):
     """A conv2d kernel instance for one op: oneDNN with its weight reordered once and
     cached (keyed by the weight tensor object, which const-eval results keep stable),
     optionally fused with what follows it on the device: `+ other` (residual add, the
-    last input) and/or an elementwise post-op ("relu")."""
+    last input) and/or an elementwise post-op ("relu").
+
+    The relu is applied by torch in place on oneDNN's result, not as oneDNN's relu
+    post-op: that post-op turns NaN into 0 (and, after the add post-op, +inf into
+    FLT_MAX), so a NaN input would come out finite. oneDNN's add post-op is IEEE-exact."""
     cache = {}
+
+    def finish(y):
+        return torch.relu_(y) if post_op == "relu" else y
 
     def run(ins, a):
         other = ins[-1] if add_input else None
@@ -233,8 +266,7 @@ def make_conv2d(post_op: str = "none", add_input: bool = False):
         b = conv_ins[2].reshape(-1) if len(conv_ins) > 2 else None
         if not _MKLDNN or x.dtype != torch.float32 or (other is not None and other.dtype != torch.float32):
             y = _nhwc(F.conv2d(x, w, b, a["stride"], pad, a["dilation"], a["groups"]))
-            y = y + other if other is not None else y
-            return torch.relu(y) if post_op == "relu" else y
+            return finish(y + other if other is not None else y)
         if cache.get("w") is not w or cache.get("shape") != tuple(x.shape):
             cache["packed"] = torch.ops.mkldnn._reorder_convolution_weight(
                 w, list(pad), list(a["stride"]), list(a["dilation"]), a["groups"], list(x.shape))
@@ -242,12 +274,12 @@ def make_conv2d(post_op: str = "none", add_input: bool = False):
         x = x.contiguous(memory_format=torch.channels_last)
         args = (list(pad), list(a["stride"]), list(a["dilation"]), a["groups"])
         if other is None:
-            y = torch.ops.mkldnn._convolution_pointwise(x, cache["packed"], b, *args, post_op, [], "")
+            y = torch.ops.mkldnn._convolution_pointwise(x, cache["packed"], b, *args, "none", [], "")
         else:
             other = _nchw(other.expand(_nhwc_shape(x, w, a, pad))).contiguous(memory_format=torch.channels_last)
             y = torch.ops.mkldnn._convolution_pointwise.binary(
-                x, other, cache["packed"], b, *args, "add", None, None if post_op == "none" else post_op, [], "")
-        return _nhwc(y)
+                x, other, cache["packed"], b, *args, "add", None, None, [], "")
+        return _nhwc(finish(y))
     return run
 
 

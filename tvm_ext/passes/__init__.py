@@ -11,6 +11,7 @@ from tvm import relax
 from tvm_ext.passes.device_forms import DeviceForms
 from tvm_ext.passes.fold_constant_ops import FoldConstantOps, FoldRemainingConstants
 from tvm_ext.passes.fold_static_creation import FoldShapeOf, FoldStaticCreation
+from tvm_ext.passes.special_values import SpecialValueForms
 from tvm_ext.passes.split_to_slices import SplitToSlices
 
 RELAX_PIPELINE = [
@@ -30,6 +31,8 @@ RELAX_PIPELINE = [
     ("fold_constant", FoldRemainingConstants),
     # conv1d -> height-1 conv2d; index_tensor with constant indices -> a row gather (device forms).
     ("device_forms", DeviceForms),
+    # argmax/argmin that return the first NaN, float floor_mod by fmod (TVM's forms lose NaN / digits).
+    ("special_value_forms", SpecialValueForms),
     ("canonicalize_bindings_2", relax.transform.CanonicalizeBindings),
     # Drop what nothing uses (e.g. max_pool indices, unused tuple fields).
     ("dead_code_elimination", lambda: relax.transform.DeadCodeElimination(["main"])),
