@@ -602,7 +602,7 @@ examples:
     rp.add_argument("-n", "--workers", default="auto", metavar="N",
                     help="pytest-xdist workers for --run (default auto: one per core; 0 runs in one process)")
     rp.add_argument("--diff", nargs=2, metavar=("OLD_DIR", "NEW_DIR"), default=None,
-                    X
+                    help="list what changed between two runs' records (exit 6 on a regression)")
     rp.add_argument("--json", action="store_true", help="with --diff: the changes as JSON")
     rp.add_argument("--md", default="docs/model_matrix.md")
     rp.add_argument("--html", default="docs/model_matrix.html")

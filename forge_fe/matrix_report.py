@@ -366,6 +366,11 @@ function applyFilter() {
   document.getElementById('shown').textContent = shown + ' of ' + rows.length + ' rows';
 }
 controls.forEach(c => c.addEventListener('input', applyFilter));
+// a link can carry a filter: model_matrix.html#status=xfail&framework=onnx
+for (const [key, value] of new URLSearchParams(location.hash.slice(1))) {
+  const c = document.getElementById(key);
+  if (c) c.value = value;
+}
 applyFilter();
 console.log('forge_fe matrix report ready: ' + rows.length + ' rows');
 """

@@ -181,6 +181,16 @@ class ExportedProgramImporter(_TVMImporter):
         quotient = bb.emit(relax.op.divide(lhs, rhs))
         return bb.emit(relax.op.trunc(quotient)) if mode == "trunc" else quotient
 
+    def _topk(self, node):
+        # torch.topk(sorted=False) leaves the order of the k results unspecified, so the sorted order
+        # is a correct answer; TVM refused it (DeepSeek-V3's expert routing asks for it).
+        args = self.retrieve_args(node)
+        x = args[0]
+        k = args[1] if len(args) > 1 else node.kwargs.get("k", 1)
+        dim = args[2] if len(args) > 2 else node.kwargs.get("dim", -1)
+        largest = args[3] if len(args) > 3 else node.kwargs.get("largest", True)
+        return self.block_builder.emit(relax.op.topk(x, k=k, axis=dim, largest=largest, ret_type="both", dtype="int64"))
+
     def _cumsum(self, node):
         # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
         val = node.meta.get("val")
