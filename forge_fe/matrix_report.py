@@ -37,6 +37,27 @@ Records are JSON files, one per model, size and data format, in `$FORGE_FE_MATRI
 the model starts passing, the test fails (XPASS) until the expectation is removed. See
 [Sharded runs](#sharded-runs-across-hosts) for running the nightly set on several machines."""
 
+ADDING = """\
+## Adding a model
+
+One entry in a list under tests/models (forge_fe.matrix_builders makes it):
+
+```python
+hf("qwen3", DECODER, nightly=QWEN3_06B)                    # tests/models/pytorch/test_transformers.py
+timm_model("ghostnet_050", arch="ghostnet")                # tests/models/pytorch/test_timm_torchvision.py
+onnx_export(timm_model("dla34", arch="dla"), 11)           # tests/models/onnx/test_onnx_models.py
+diffusers_model("AutoencoderKL", SMALL_VAE, SD_VAE, image(3, 32), name="autoencoder_kl")
+MatrixCase("my_net", "pytorch", "CNN", build)              # any size -> (model, inputs) function
+```
+
+An entry names the builder (the library's own constructor with its defaults: `AutoConfig.for_model`
++ `AutoModel.from_config`, `timm.create_model(pretrained=False)`, `torchvision.models.get_model(weights=None)`,
+a diffusers config dict), the inputs (a kind's rule, or the entry's), the tolerances (`pcc_min`,
+`rtol`, `atol`), the tiers (`tiers=("push", "nightly")`: reduced and released sizes), the data
+formats compiled besides float32 (`formats=`), and a known failure as a strict expected failure
+naming the stage and the reason (`xfail=("import", "why")`). `arch` is the architecture the entry
+counts as: the same family from another library or at another opset counts once."""
+
 SHARDING = """\
 ## Sharded runs across hosts
 
@@ -182,7 +203,7 @@ def markdown(recs: list[ModelRecord], plots_dir: str | None = None) -> str:
             lines.append(f"- **{r.model}** ({r.framework}, {r.size}, {r.data_format}) {STATUS_LABEL[r.status]} "
                          f"at `{r.failing_stage}`:{why} {err}")
         lines.append("")
-    lines += [SHARDING, ""]
+    lines += [ADDING, "", SHARDING, ""]
     if plots_dir:
         lines += ["## Plots", ""] + [f"![{name[:-4].replace('_', ' ')}]({plots_dir}/{name})" for name in PLOTS] + [""]
     return "\n".join(lines)
