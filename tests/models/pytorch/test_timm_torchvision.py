@@ -4,7 +4,8 @@ folding is exercised). push: a small family member (or the entry's constructor a
 image and 10 classes; nightly: the named model at 224 pixels with its released head.
 
 `arch` names the architecture the entry counts as in the report: a family that transformers or
-another library already covers counts once.
+another library already covers counts once, and such duplicates run at nightly only
+(`tiers=("nightly",)`), which keeps the default run's push tier to one entry per architecture.
 """
 from forge_fe import matrix
 from forge_fe.matrix_builders import OutputField, _randn, timm_model, torchvision_model
@@ -15,10 +16,10 @@ def vit_args(image=32, patch=8):
 
 
 TIMM = [
-    timm_model("resnet18", arch="resnet"),
+    timm_model("resnet18", arch="resnet", tiers=("nightly",)),
     timm_model("resnext26ts", arch="resnext"),
     timm_model("seresnext26t_32x4d", arch="seresnext"),
-    timm_model("regnety_002", arch="regnet"),
+    timm_model("regnety_002", arch="regnet", tiers=("nightly",)),
     timm_model("efficientnet_lite0", arch="efficientnet-lite"),
     timm_model("mobilenetv3_small_050", arch="mobilenet_v3"),
     timm_model("mobilenetv4_conv_small", arch="mobilenet_v4"),
@@ -112,19 +113,18 @@ TORCHVISION = [
     torchvision_model("squeezenet1_1", arch="squeezenet", push_image=64),
     torchvision_model("googlenet", arch="googlenet", push=dict(aux_logits=False, init_weights=True), push_image=64),
     torchvision_model("shufflenet_v2_x0_5", arch="shufflenet_v2"),
-    torchvision_model("mnasnet0_5", arch="mnasnet"),
+    torchvision_model("mnasnet0_5", arch="mnasnet", tiers=("nightly",)),
     torchvision_model("wide_resnet50_2", arch="wide_resnet"),
-    torchvision_model("resnext50_32x4d", arch="resnext"),
-    torchvision_model("mobilenet_v3_small", arch="mobilenet_v3"),
-    torchvision_model("efficientnet_b0", arch="efficientnet"),
+    torchvision_model("resnext50_32x4d", arch="resnext", tiers=("nightly",)),
+    torchvision_model("mobilenet_v3_small", arch="mobilenet_v3", tiers=("nightly",)),
+    torchvision_model("efficientnet_b0", arch="efficientnet", tiers=("nightly",)),
     torchvision_model("efficientnet_v2_s", arch="efficientnet_v2"),
-    torchvision_model("regnet_y_400mf", arch="regnet"),
-    torchvision_model("convnext_tiny", arch="convnext"),
-    torchvision_model("swin_t", arch="swin", push_image=64),
-    torchvision_model("swin_v2_t", arch="swinv2", push_image=64),
-    torchvision_model("vit_b_16", arch="vit", push=dict(image_size=32, num_layers=2, num_heads=4, hidden_dim=64,
-                                                        mlp_dim=128, patch_size=8)),
-    torchvision_model("maxvit_t", arch="maxvit", push_image=64),
+    torchvision_model("regnet_y_400mf", arch="regnet", tiers=("nightly",)),
+    torchvision_model("convnext_tiny", arch="convnext", tiers=("nightly",)),
+    torchvision_model("swin_t", arch="swin", push_image=64, tiers=("nightly",)),
+    torchvision_model("swin_v2_t", arch="swinv2", push_image=64, tiers=("nightly",)),
+    torchvision_model("vit_b_16", arch="vit", tiers=("nightly",)),
+    torchvision_model("maxvit_t", arch="maxvit", push_image=64, tiers=("nightly",)),
     torchvision_model("fcn_resnet50", arch="fcn", kind="segmentation", outputs=segmentation, push_image=64,
                       push=dict(num_classes=4)),
     torchvision_model("deeplabv3_mobilenet_v3_large", arch="deeplabv3", kind="segmentation", outputs=segmentation,
