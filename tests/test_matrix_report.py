@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from forge_fe import cli, matrix, matrix_report
+from forge_fe.tools import cli, matrix, matrix_report
 
 
 def record(model, status="pass", **kw):

@@ -4,7 +4,7 @@ to $FORGE_FE_MATRIX_OUT. With remote workers (`--tx ssh=...`) the records so lan
 started the run; each model's record is its own file, so a crashed worker loses that model's row only."""
 import pytest
 
-from forge_fe import matrix
+from forge_fe.tools import matrix
 
 RECORD = "forge_fe_matrix_record"
 
