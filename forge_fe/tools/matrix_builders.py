@@ -1,6 +1,6 @@
 """Builders for the model matrix's declarative entries: one call per model, built the way users build it.
 
-Every factory returns a `forge_fe.matrix.MatrixCase` whose `build(size)` gives (model, sample_inputs):
+Every factory returns a `forge_fe.tools.matrix.MatrixCase` whose `build(size)` gives (model, sample_inputs):
 
     hf("llama", DECODER)                                  # AutoConfig.for_model + AutoModel.from_config
     hf("t5", SEQ2SEQ, push=dict(d_kv=16))                 # reduced sizes: the kind's preset + overrides

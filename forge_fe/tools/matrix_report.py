@@ -1,4 +1,4 @@
-"""The model matrix's reports, written from its records (forge_fe.matrix.ModelRecord):
+"""The model matrix's reports, written from its records (forge_fe.tools.matrix.ModelRecord):
 
 - `markdown(recs)`: docs/model_matrix.md. Its first table counts the models per stage (passed, or the
   pipeline stage where they fail), then per framework, then one row per model and size.
