@@ -523,6 +523,7 @@ def _open_envelope(data, source: str) -> tuple[dict, Any]:
 
 
 def _decode(data, source: str) -> tuple[dict, Binary]:
+    from .validate import check_binary
     header, model = _open_envelope(data, source)
     try:
         binary = _read_model(model, header["compiler_version"], source)
@@ -531,7 +532,7 @@ def _decode(data, source: str) -> tuple[dict, Binary]:
     except Exception as e:
         raise _fail(source, f"cannot decode the model ({type(e).__name__}: {e})",
                     "the file passed its checksum, so it was written wrongly; please report it") from e
-    return header, binary
+    return header, check_binary(binary, source)
 
 
 def from_bytes(data: Union[bytes, bytearray, memoryview], *, _source: str = "<bytes>") -> Binary:
