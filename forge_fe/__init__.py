@@ -12,10 +12,11 @@ from forge_fe.version import __version__
 from forge_fe.compiled import CompiledModel, load
 from forge_fe.verify import verify
 from forge_fe import optim
+from forge_fe import mesh
 from forge_fe.generation import CompiledLM, compile_lm
 
-__all__ = ["compile", "compile_lm", "load", "verify", "CompiledModel", "CompiledLM", "CompilerConfig", "CompileDepth", "DataFormat",
-           "MathFidelity", "ForgeError", "__version__", "optim"]
+__all__ = ["compile", "compile_lm", "load", "verify", "CompiledModel", "CompiledLM", "CompilerConfig", "CompileDepth",
+           "DataFormat", "MathFidelity", "ForgeError", "__version__", "optim", "mesh"]
 
 
 def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,
@@ -46,7 +47,7 @@ def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig
     report = CompileReport(ctx.name, ctx.imported.framework if ctx.imported else "?",
                            placement=placement_rows(ctx.partition.placements) if ctx.partition else [],
                            timings=dict(ctx.timings), stopped_after=ctx.stopped_after, segments=segs,
-                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf),
+                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf), mesh=dict(ctx.mesh),
                            numerics_notes=json.loads(ctx.binary.debug.get("numerics_notes.json", "[]"))
                            if ctx.binary else [])
     return CompiledModel(ctx.binary, report, context=ctx)

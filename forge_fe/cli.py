@@ -106,7 +106,7 @@ def _config(args):
     cfg = forge_fe.CompilerConfig(
         dump_dir=args.dump_dir, arch=args.arch, cpu_fallback_ops=set(filter(None, args.cpu_fallback.split(","))),
         default_df_override=args.df, math_fidelity=args.fidelity,
-        df_overrides={"weights": args.weights_df} if args.weights_df else {})
+        df_overrides={"weights": args.weights_df} if args.weights_df else {}, mesh=args.mesh)
     if getattr(args, "compile_depth", None):
         cfg.compile_depth = forge_fe.CompileDepth[args.compile_depth.upper()]
     return cfg
@@ -366,7 +366,7 @@ def _existing(path, what="binary"):
 def cmd_run(args):
     import forge_fe
     from forge_fe import structure
-    cm = forge_fe.load(_existing(args.binary))
+    cm = forge_fe.load(_existing(args.binary), mesh=args.mesh)
     if not os.path.exists(args.inputs):
         raise _usage_error(f"no such file: '{args.inputs}'", "save the inputs with numpy.savez(path, name=array)")
     try:
@@ -448,6 +448,8 @@ def cmd_read(args):
         out = json.loads(b.debug.get("placement.json", "[]"))
     elif section == "perf":
         out = json.loads(b.debug.get("perf.json", "{}"))
+    elif section == "mesh":
+        out = json.loads(b.debug.get("mesh.json", "{}")) or {"mesh": "none (one chip)"}
     elif section == "io":
         out = {"inputs": [vars(t) for t in b.inputs], "outputs": b.outputs}
     elif section == "ops":
@@ -525,6 +527,9 @@ def build_parser():
         sp.add_argument("--arch", default="wormhole_b0", choices=["wormhole_b0", "blackhole"])
         sp.add_argument("--cpu-fallback", default="", metavar="OP,...",
                         help="ops forced to the CPU, e.g. softmax,gelu")
+        sp.add_argument("--mesh", default=None, metavar="SYSTEM|RxC",
+                        help="compile for a mesh of chips: n300, t3k, galaxy, p150, p300, quietbox, or a shape "
+                             "such as 1x8 or 2x4 (docs/mesh.md); the system sets the arch")
 
     d = parser("demo", help="compile, verify and time a built-in model",
                epilog="example: forge-fe demo --model bert_tiny --df Float16_b --weights-df Bfp8_b")
@@ -563,6 +568,8 @@ examples:
     r.add_argument("binary")
     r.add_argument("--inputs", required=True, metavar="X.npz")
     r.add_argument("--output", default=None, metavar="Y.npz", help="write the outputs (output0, output1 ...)")
+    r.add_argument("--mesh", default=None, metavar="SYSTEM|RxC",
+                   help="the mesh this runtime has; a binary compiled for another one is refused")
     r.set_defaults(fn=cmd_run)
 
     rd = parser("read", help="inspect a binary",
@@ -570,7 +577,7 @@ examples:
                        "  forge-fe read m.ttb --section perf --json\n  forge-fe read m.ttb --section mlir")
     rd.add_argument("binary")
     rd.add_argument("--section", default="version",
-                    choices=["version", "system", "programs", "io", "ops", "placement", "perf", "mlir", "all"])
+                    choices=["version", "system", "programs", "io", "ops", "placement", "perf", "mesh", "mlir", "all"])
     rd.add_argument("--json", action="store_true", help="JSON instead of a readable table")
     rd.set_defaults(fn=cmd_read)
 

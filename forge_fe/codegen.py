@@ -16,6 +16,7 @@ import tvm
 from tvm import relax
 
 from forge_fe.errors import CompileError
+from forge_fe.frontend import is_shape_only
 from forge_fe.op import RELAX_TO_OP
 from tvm_ext.partition import Segment, op_name
 
@@ -108,7 +109,8 @@ class _SegmentWriter:
 
     def add_weight(self, name, value, kind):
         if name not in self.weights:
-            self.weights[name] = np.asarray(value, order="C")
+            # a meta-device model's stand-in weights hold no memory: keep them so (no C-order copy)
+            self.weights[name] = np.asarray(value) if is_shape_only(value) else np.asarray(value, order="C")
             self.params.append((name, tuple(value.shape), str(value.dtype), kind))
         getter = "get_parameter" if kind == "parameter" else "get_constant"
         return f'self.{getter}("{name}")'

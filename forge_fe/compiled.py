@@ -24,9 +24,10 @@ def _dtype_name(x) -> str:
 
 
 class CompiledModel:
-    def __init__(self, binary: bm.Binary | None, report: CompileReport, context=None):
+    def __init__(self, binary: bm.Binary | None, report: CompileReport, context=None, mesh=None):
         self.binary = binary
         self.report = report
+        self.mesh = mesh                # the runtime's mesh (forge_fe.load(..., mesh=)); None: the binary's own
         self.context = context          # the CompileContext (artifacts of every stage); None when loaded
         self._executor = None
         meta = structure.loads(binary.output_structure) if binary else {}
@@ -47,7 +48,7 @@ class CompiledModel:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = Executor(self.binary)
+            self._executor = Executor(self.binary, mesh=self.mesh)
         return self._executor
 
     @property
@@ -153,10 +154,15 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str):
-    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`."""
+def load(path: str, mesh=None):
+    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`.
+    `mesh` (a system name such as "n300" or a shape "1x8") is the mesh this runtime has: a binary
+    compiled for another mesh is refused here, with the mesh it needs."""
     import json
     b = binio.read(path)
+    if mesh is not None or b.mesh:
+        from forge_fe.mesh.runtime import check_runtime_mesh
+        check_runtime_mesh(b, mesh)
     if "lm" in structure.loads(b.output_structure):
         from forge_fe.generation import CompiledLM
         return CompiledLM.from_binary(b)
@@ -165,5 +171,5 @@ def load(path: str):
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
                            numerics_notes=json.loads(b.debug.get("numerics_notes.json", "[]")),
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
-                                     for s in b.plan])
-    return CompiledModel(b, report)
+                                     for s in b.plan], mesh=json.loads(b.debug.get("mesh.json", "{}")))
+    return CompiledModel(b, report, mesh=mesh)

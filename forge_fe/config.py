@@ -18,9 +18,10 @@ class CompileDepth(enum.IntEnum):
     POST_AUTOGRAD = 9
     PRE_LOWERING = 10
     GRAPH_SPLIT = 11
-    LOWER_TO_TTIR = 12
-    BINARY = 13
-    FULL = 14
+    SHARD = 12          # multi-chip: shardings, collectives, per-chip memory plan (no-op on one chip)
+    LOWER_TO_TTIR = 13
+    BINARY = 14
+    FULL = 15
 
 
 class DataFormat(enum.Enum):
@@ -58,6 +59,13 @@ class CompilerConfig:
     enable_consteval: bool = True
     dump_dir: str | None = None
     arch: str = "wormhole_b0"
+    # Multi-chip (docs/mesh.md): a system ("n300", "t3k", "galaxy", "p150", "p300", ...) or a shape
+    # ("1x8"); or mesh_shape=(rows, cols) on `arch`. The system decides the arch.
+    mesh: str | None = None
+    mesh_shape: tuple | None = None
+    # Explicit shardings, globs on framework parameter/input names -> one entry per dim: "x"/"y"/None.
+    # None: the automatic (Megatron tensor-parallel + data-parallel) rule.
+    shard_specs: dict | None = None
 
     def __post_init__(self):
         # Accept forgiving spellings but keep one canonical form.
@@ -69,3 +77,11 @@ class CompilerConfig:
             self.math_fidelity = MathFidelity[self.math_fidelity]
         if not isinstance(self.compile_depth, CompileDepth):
             self.compile_depth = CompileDepth[str(self.compile_depth).upper()]
+        mesh = self.mesh_description()          # validates the mesh early, with a clear error
+        if mesh is not None:
+            self.arch = mesh.arch
+
+    def mesh_description(self):
+        """The forge_fe.mesh.Mesh this config compiles for, or None for one chip without a mesh."""
+        from forge_fe.mesh.systems import resolve_mesh
+        return resolve_mesh(self.mesh, self.mesh_shape, self.arch)

@@ -55,6 +55,7 @@ class CompileContext:
     timings: dict[str, float] = field(default_factory=dict)
     stopped_after: str | None = None
     perf: dict = field(default_factory=dict)     # performance-model summary (forge_fe.perf_model)
+    mesh: dict = field(default_factory=dict)     # multi-chip: shardings, memory plan, link model (forge_fe.mesh)
     artifacts: dict[str, str] = field(default_factory=dict)   # artifact name -> path
 
     def dump(self, name: str, data):
@@ -111,7 +112,7 @@ def stage_generate_forge_module(ctx):
     ctx.generated = codegen.generate(ctx.name, device, by_var, values, stem, imp.sources)
     # Not numbered like the other artifacts: the .py finds its weights by this file stem.
     ctx.dump(f"{stem}.py", ctx.generated.source)
-    if ctx.cfg.dump_dir:
+    if ctx.cfg.dump_dir and not imp.shape_only:
         from safetensors.numpy import save_file
         path = os.path.join(ctx.cfg.dump_dir, f"{stem}.safetensors")
         save_file(ctx.generated.weights, path)
@@ -220,6 +221,16 @@ def stage_graph_split(ctx):
         f"{n}{' (private)' if p else ''} [{len(g.op_nodes())} ops]" for n, g, p in u.programs) for u in ctx.units) + "\n")
 
 
+def stage_shard(ctx):
+    from forge_fe.mesh.stage import shard
+    shard(ctx)
+    if ctx.imported is not None and ctx.imported.shape_only and ctx.cfg.compile_depth > CompileDepth.SHARD:
+        raise CompileError("shard", f"model '{ctx.name}' has its weights on the meta device (shapes only): it can "
+                           "be planned but not compiled to a binary",
+                           "use forge_fe.mesh.plan(model, inputs, mesh=...) (or compile_depth=CompileDepth.SHARD), "
+                           "or build the model with real weights")
+
+
 def stage_lower_to_ttir(ctx):
     funcs = []
     for u in ctx.units:
@@ -229,7 +240,9 @@ def stage_lower_to_ttir(ctx):
             lowered.append((prog, g))
             funcs.append(text)
         u.lowered = lowered
-    ctx.ttir_text = module_text(codegen.py_ident(ctx.name), funcs)
+    mesh = ctx.cfg.mesh_description()
+    attrs = {"ttcore.meshes": f'#ttcore.meshes<[<"mesh" = {mesh.shape[0]}x{mesh.shape[1]}>]>'} if mesh else None
+    ctx.ttir_text = module_text(codegen.py_ident(ctx.name), funcs, attrs)
     ctx.dump("12_ttir.mlir", ctx.ttir_text)
 
 
@@ -248,6 +261,12 @@ def stage_binary(ctx):
     from forge_fe.report import device_numerics_notes
     ctx.binary.debug["numerics_notes.json"] = json.dumps(device_numerics_notes(
         [g for u in ctx.units for _, g in u.lowered]))
+    if ctx.mesh:
+        from forge_fe.mesh.cost import mesh_perf
+        ctx.binary.mesh = {k: ctx.mesh[k] for k in ("shape", "system", "arch", "axes")}
+        ctx.mesh.update(mesh_perf(ctx.binary.programs, ctx.binary.system, ctx.cfg.mesh_description(),
+                                  ctx.cfg.math_fidelity))
+        ctx.binary.debug["mesh.json"] = json.dumps(ctx.mesh)
     if ctx.cfg.dump_dir:
         from forge_fe import binary as binio
         os.makedirs(ctx.cfg.dump_dir, exist_ok=True)
@@ -269,6 +288,7 @@ STAGES = [
     (CompileDepth.POST_AUTOGRAD, "post_autograd", stage_post_autograd),
     (CompileDepth.PRE_LOWERING, "pre_lowering", stage_pre_lowering),
     (CompileDepth.GRAPH_SPLIT, "graph_split", stage_graph_split),
+    (CompileDepth.SHARD, "shard", stage_shard),                                    # multi-chip: SPMD programs
     (CompileDepth.LOWER_TO_TTIR, "lower_to_ttir", stage_lower_to_ttir),
     (CompileDepth.BINARY, "binary", stage_binary),
 ]

@@ -66,11 +66,15 @@ class CompileReport:
     perf: dict = field(default_factory=dict)
     #: deliberate differences of the device's numerics from the framework (device_numerics_notes)
     numerics_notes: list[str] = field(default_factory=list)
+    mesh: dict = field(default_factory=dict)     # multi-chip compiles only (docs/mesh.md)
 
     def to_dict(self) -> dict:
-        return {"model": self.model_name, "framework": self.framework, "placement": self.placement,
-                "perf": self.perf, "timings_s": self.timings, "stopped_after": self.stopped_after,
-                "segments": self.segments, "artifacts": self.artifacts, "numerics_notes": self.numerics_notes}
+        d = {"model": self.model_name, "framework": self.framework, "placement": self.placement,
+             "perf": self.perf, "timings_s": self.timings, "stopped_after": self.stopped_after,
+             "segments": self.segments, "artifacts": self.artifacts, "numerics_notes": self.numerics_notes}
+        if self.mesh:
+            d["mesh"] = self.mesh
+        return d
 
     def summary(self) -> str:
         c = Counter(r["where"] for r in self.placement)
@@ -87,6 +91,15 @@ class CompileReport:
                          f"(roofline {p['roofline_latency_s'] * 1e3:.3f} ms, utilization "
                          f"{100 * p['utilization']:.0f}%; {p['compute_bound_ops']} ops compute-bound, "
                          f"{p['memory_bound_ops']} memory-bound)")
+        if self.mesh:
+            m = self.mesh
+            line = (f"  mesh {m['system']} {m['shape'][0]}x{m['shape'][1]}: per chip weights "
+                    f"{m['per_device_weight_bytes'] / 2**30:.3f} GiB, peak {m['per_device_peak_bytes'] / 2**30:.3f} GiB "
+                    f"({'fits' if m['fits'] else 'does not fit'}); collectives "
+                    + (", ".join(f"{k} x{v}" for k, v in m["collectives"].items()) or "none"))
+            if "link_time_ms" in m:
+                line += f"; compute {m['compute_time_ms']:.3f} ms + link {m['link_time_ms']:.3f} ms"
+            lines.append(line)
         cpu = [r for r in self.placement if r["where"] == "cpu"]
         if cpu:
             lines.append("  on CPU:")

@@ -44,7 +44,7 @@ from .model import Binary, CpuSegment, Op, Program, Step, SystemDesc, TensorDesc
 
 # Major: bump on any change old readers cannot read (they refuse the file).
 # Minor: bump when only adding fields (old readers accept and ignore them).
-FORMAT_VERSION = (1, 1)
+FORMAT_VERSION = (1, 2)
 FILE_IDENTIFIER = b"FFTB"
 CONST_ALIGNMENT = 16
 
@@ -262,6 +262,7 @@ class _Writer:
         system = self.system(m.system)
         name, structure = self.string(m.model_name), self.string(m.output_structure)
         compute = self.string(json.dumps(m.compute_config, default=_json_default))
+        mesh = self.string(json.dumps(m.mesh)) if m.mesh else None
         fbModel.Start(self.b)
         fbModel.AddModelName(self.b, name)
         fbModel.AddSystem(self.b, system)
@@ -274,6 +275,8 @@ class _Writer:
         fbModel.AddOutputStructure(self.b, structure)
         fbModel.AddDebug(self.b, debug_v)
         fbModel.AddComputeConfig(self.b, compute)
+        if mesh is not None:
+            fbModel.AddMesh(self.b, mesh)
         return fbModel.End(self.b)
 
 
@@ -468,6 +471,7 @@ def _read_model(m, compiler_version: str, source: str) -> Binary:
         debug={_s(e.Key()): _s(e.Value()) for e in _items(m, "Debug")},
         model_name=_s(m.ModelName()),
         compute_config=json.loads(_s(m.ComputeConfig()) or "{}"),
+        mesh=json.loads(_s(m.Mesh()) or "{}"),
     )
 
 
@@ -579,6 +583,7 @@ def describe(binary: Union[Binary, PathLike]) -> dict:
         "compiler_version": binary.compiler_version,
         "system": {"arch": s.arch, "grid": list(s.grid), "l1_size": s.l1_size, "dram_size": s.dram_size,
                    "dram_bandwidth": s.dram_bandwidth, "clock_hz": s.clock_hz},
+        **({"mesh": binary.mesh} if binary.mesh else {}),
         "inputs": [_tensor_summary(t) for t in binary.inputs],
         "outputs": list(binary.outputs),
         "programs": [{"name": p.name, "private": p.private, "ops": len(p.ops), "tensors": len(p.tensors),

@@ -93,3 +93,5 @@ class Binary:
     model_name: str = "model"
     # How the device computes: {"math_fidelity": "HiFi4", "fp32_dest_acc_en": true}
     compute_config: dict = field(default_factory=dict)
+    # The mesh the device programs run on (forge_fe.mesh.Mesh.to_json()); empty for one chip
+    mesh: dict = field(default_factory=dict)

@@ -31,6 +31,17 @@ class ImportedModel:
     forge_module: object = None                 # set when the model already is a ForgeModule
     sources: dict[str, str] = field(default_factory=dict)   # Relax var name -> framework op/module
     frozen: set[str] = field(default_factory=set)           # framework weights not to train (requires_grad=False)
+    shape_only: bool = False                    # weights were on torch's meta device: shapes, no values
+
+
+def shape_only_array(shape, dtype) -> np.ndarray:
+    """A stand-in weight of the right shape and dtype that holds no memory (every stride 0): what a
+    model on the meta device imports as, so it can be planned (forge_fe.mesh.plan) but not run."""
+    return np.broadcast_to(np.zeros((), dtype), tuple(int(d) for d in shape))
+
+
+def is_shape_only(a) -> bool:
+    return isinstance(a, np.ndarray) and a.size > 1 and not any(a.strides)
 
 
 def _module_name(model, default):

@@ -13,7 +13,7 @@ import torch
 
 from forge_fe import structure
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel
+from forge_fe.frontend import ImportedModel, shape_only_array
 
 
 def _as_tensors(sample_inputs) -> list[torch.Tensor]:
@@ -56,13 +56,25 @@ def _source_of(node) -> str:
     return node.name
 
 
-def _import_with_sources(ep):
-    """from_exported_program, also returning {relax var name: torch source} for generated names."""
+def _import_with_sources(ep, shape_only: bool = False):
+    """from_exported_program, also returning {relax var name: torch source} for generated names.
+    shape_only (a meta-device model): buffers import as zeros, parameters as 1-element stand-ins
+    (import_torch gives them their shapes back without memory)."""
+    import tvm
     from tvm import relax
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    param_ids = {id(p) for p in ep.parameters()} if shape_only else set()
 
     class SourceTrackingImporter(ExportedProgramImporter):
         sources: dict = {}
+
+        @staticmethod
+        def _convert_pytorch_tensor_to_tvm(tensor_value):
+            if not tensor_value.is_meta:
+                return ExportedProgramImporter._convert_pytorch_tensor_to_tvm(tensor_value)
+            dtype = str(tensor_value.dtype).replace("torch.", "")
+            shape = (1,) if id(tensor_value) in param_ids else tuple(tensor_value.shape)
+            return tvm.runtime.tensor(np.zeros(shape, "float32" if dtype == "bfloat16" else dtype))
 
         def _cumsum(self, node):
             # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
@@ -112,6 +124,9 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
     from tvm import relax
 
     inputs = _as_tensors(sample_inputs)
+    shape_only = any(p.is_meta for p in model.parameters())
+    if shape_only:
+        return _import_shape_only(model, inputs, module_name)
     # Training captures train-mode semantics (batch norm on batch statistics).
     model = model.train(training)
     buffers = {k: v.clone() for k, v in model.named_buffers()} if training else {}
@@ -131,11 +146,17 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
                                 "the model must be exportable with torch.export (no data-dependent Python "
                                 "control flow); see torch.export's error above") from exc
     _check_known_import_gaps(ep)
+    return _imported(model, ep, *_to_relax(ep), golden_out, module_name)
+
+
+def _to_relax(ep, shape_only: bool = False):
+    """Relax module, {weight var name: value} and {var name: torch source} of an ExportedProgram."""
+    from tvm import relax
     try:
         with warnings.catch_warnings():
             # torch's own pytree deprecation, raised inside run_decompositions: not the user's to act on
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-            mod, sources = _import_with_sources(ep)
+            mod, sources = _import_with_sources(ep, shape_only)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise FrontendError(f"TVM's PyTorch importer failed: {msg}",
@@ -144,15 +165,35 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
     main_params = mod["main"].params
     values = {}
     for var, arr in zip(main_params[len(main_params) - len(params.get("main", [])):], params.get("main", [])):
-        values[var.name] = arr.numpy()
+        values[var.name] = shape_only_array(var.ty.shape.values, str(var.ty.dtype)) if shape_only else arr.numpy()
+    return mod, values, sources
 
+
+def _import_shape_only(model, inputs, module_name) -> ImportedModel:
+    """A model on the meta device: export it on meta inputs (no forward run: values do not exist),
+    import shapes only. The result can be planned, never run."""
+    meta_inputs = [x.to("meta") for x in inputs]
+    try:
+        ep = torch.export.export(model.eval(), tuple(meta_inputs))
+    except Exception as exc:
+        raise FrontendError(f"torch.export could not capture the meta-device model: {str(exc).splitlines()[0]}",
+                            "the model must be exportable with torch.export") from exc
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    leaves = [a.meta["val"] if hasattr(a, "meta") else a for a in out_node.args[0]]
+    golden_out = torch.utils._pytree.tree_unflatten(leaves, ep.call_spec.out_spec)
+    imported = _imported(model, ep, *_to_relax(ep, shape_only=True), golden_out, module_name)
+    imported.shape_only = True
+    return imported
+
+
+def _imported(model, ep, mod, values, sources, golden_out, module_name) -> ImportedModel:
+    main_params = mod["main"].params
     weight_names = {}
     for spec in ep.graph_signature.input_specs:
         if spec.target is not None and spec.arg.name in values:
             weight_names[spec.arg.name] = spec.target
     user = [p for p in main_params if p.name not in values]
     input_specs = [(p.name, tuple(int(d) for d in p.ty.shape.values), str(p.ty.dtype)) for p in user]
-
     leaves, spec = structure.flatten(golden_out)
 
     def golden(*xs):

@@ -3,6 +3,7 @@
 from forge_fe.op.registry import OPS, RELAX_TO_OP, NotOnDevice, OpDef, TensorType  # noqa: F401
 from forge_fe.op import cache, eltwise, nn, reduce, tensor  # noqa: F401  (registers the ops)
 from forge_fe.op import grad  # noqa: F401,E402  (gradient ops, after the ops they differentiate)
+from forge_fe.op import collective  # noqa: F401,E402  (multi-chip: mesh_shard and collectives)
 
 
 def __getattr__(name):

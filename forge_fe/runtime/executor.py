@@ -82,12 +82,14 @@ class DeviceProgram:
     format); matmul/linear/conv on low-precision operands below HiFi4, or without fp32
     accumulation, run through forge_fe.numerics' fidelity emulation."""
 
+    mesh_kernels: dict = {}      # ops that act on every chip's values at once (forge_fe.mesh.runtime)
+
     def __init__(self, prog: bm.Program, compute: dict | None = None, shared: dict | None = None):
         self.prog = prog
         compute = compute or {}
         self.fidelity = MathFidelity[compute.get("math_fidelity", "HiFi4")]
         self.fp32_acc = bool(compute.get("fp32_dest_acc_en", True))
-        missing = sorted({op.name for op in prog.ops if op.name not in KERNELS})
+        missing = sorted({op.name for op in prog.ops if op.name not in KERNELS and op.name not in self.mesh_kernels})
         if missing:
             raise RuntimeFailure(f"program '{prog.name}' uses ops the emulated device does not implement: "
                                  f"{', '.join(missing)}", "the binary was made by a newer forge_fe; recompile")
@@ -206,6 +208,15 @@ class DeviceProgram:
         return result
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        slots = self._bind(inputs)
+        for step in self.steps:
+            self._exec(step, slots)
+            for t in step.free:
+                slots[t] = None
+        return [slots[i] for i in self.prog.outputs]
+
+    def _bind(self, inputs: list[torch.Tensor]) -> list:
+        """The slots with constants and `inputs` stored in their formats."""
         slots = list(self.slots)
         for idx, x in zip(self.prog.inputs, inputs):
             # Const-eval results arrive as the same tensor every call: quantize them once.
@@ -215,21 +226,22 @@ class DeviceProgram:
             else:
                 slots[idx] = self._store(x, idx)
                 self._stored_inputs[idx] = (x, slots[idx], x._version)
-        for fn, ins, out, attrs, dtype, fmt, free, op in self.steps:
-            try:
-                y = fn([slots[i] for i in ins], attrs)
-            except Exception as exc:
-                raise RuntimeFailure(f"device op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
-                                     f"failed: {exc}") from exc
-            if y.dtype != dtype:
-                y = y.to(dtype)
-            slots[out] = numerics.quantize(y, fmt) if fmt is not None else y
-            for t in free:
-                slots[t] = None
-        return [slots[i] for i in self.prog.outputs]
+        return slots
 
+    def _exec(self, step: KernelStep, slots: list):
+        fn, ins, out, attrs, dtype, fmt, free, op = step
+        try:
+            y = fn([slots[i] for i in ins], attrs)
+        except Exception as exc:
+            raise RuntimeFailure(f"device op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
+                                 f"failed: {exc}") from exc
+        if y.dtype != dtype:
+            y = y.to(dtype)
+        slots[out] = numerics.quantize(y, fmt) if fmt is not None else y
 
     def _kernel(self, op):
+        if op.name in self.mesh_kernels:
+            return self.mesh_kernels[op.name]
         if self._low_precision(op):
             return make_fidelity_kernel(op.name, self.fidelity, self.fp32_acc)
         return FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]
@@ -272,10 +284,19 @@ class CpuSegment:
 
 
 class Executor:
-    def __init__(self, binary: bm.Binary):
+    def __init__(self, binary: bm.Binary, mesh=None):
+        """`mesh`: the mesh this runtime has (a system name or shape); a binary compiled for another
+        one is refused. None: the binary's own mesh (the emulator builds whatever it asks for)."""
         self.binary = binary
         shared: dict = {}
-        self.programs = [DeviceProgram(p, binary.compute_config, shared) for p in binary.programs]
+        if binary.mesh or mesh is not None:
+            from forge_fe.mesh.runtime import MeshProgram, check_runtime_mesh
+            check_runtime_mesh(binary, mesh)
+        if binary.mesh and binary.mesh["shape"] != [1, 1]:
+            self.programs = [MeshProgram(p, binary.compute_config, binary.mesh["shape"], shared)
+                             for p in binary.programs]
+        else:
+            self.programs = [DeviceProgram(p, binary.compute_config, shared) for p in binary.programs]
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
         self.constants = {k: to_torch(v, f"plan constant '{k}'") for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs

@@ -105,6 +105,17 @@ class Str(Attr):
         return '"' + str(self.value).replace('"', '\\"') + '"'
 
 
+class UI32(Attr):
+    def mlir(self):
+        return f"{int(self.value)} : ui32"
+
+
+def ttcore_enum(kind: str):
+    """An enum attribute of the ttcore dialect, e.g. ttcore_enum("reduce_type")("sum") spells
+    `#ttcore.reduce_type<sum>` (tt-mlir include/ttmlir/Dialect/TTCore/IR/TTCoreOpsTypes.td)."""
+    return type(f"TTCore_{kind}", (Attr,), {"mlir": lambda self: f"#ttcore.{kind}<{self.value}>"})
+
+
 class F32List(Attr):
     def mlir(self):
         return "[" + ", ".join(f"{_f32_literal(v)} : f32" for v in self.value) + "]"
@@ -196,5 +207,7 @@ class Emitter:
                           constants=self.constants, private=private)
 
 
-def module_text(name: str, funcs: list[str]) -> str:
-    return f"module @{name} {{\n" + "\n".join(funcs) + "\n}\n"
+def module_text(name: str, funcs: list[str], attributes: dict | None = None) -> str:
+    """`attributes` are module attributes already spelled in MLIR (e.g. the mesh of a multi-chip program)."""
+    attrs = f" attributes {{{', '.join(f'{k} = {v}' for k, v in attributes.items())}}}" if attributes else ""
+    return f"module @{name}{attrs} {{\n" + "\n".join(funcs) + "\n}\n"

@@ -10,6 +10,7 @@ import ml_dtypes
 import numpy as np
 
 from forge_fe.errors import CompileError
+from forge_fe.frontend import is_shape_only
 from forge_fe.graph.graph import INPUT, OP, Graph
 from forge_fe.op.registry import OutInfo
 from forge_fe.ttir.emitter import Emitter, device_dtype, element_type
@@ -38,8 +39,9 @@ def lower_graph(graph: Graph, func_name: str, private: bool = False):
         if n.kind == INPUT:
             continue
         if n.is_const:
-            vals[n] = e.argument(n.name, n.shape, element_type(n.dtype, n.df), n.kind, n.df.name,
-                                 value=to_device_array(n.value, n.dtype, n.df))
+            # a meta-device model's stand-ins have no values: planning lowers it for the perf model only
+            value = None if is_shape_only(n.value) else to_device_array(n.value, n.dtype, n.df)
+            vals[n] = e.argument(n.name, n.shape, element_type(n.dtype, n.df), n.kind, n.df.name, value=value)
             continue
         e.loc = n.name
         out = OutInfo(tuple(n.shape), element_type(n.dtype, n.df), n.df.name)

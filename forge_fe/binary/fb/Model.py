@@ -230,8 +230,15 @@ class Model(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+    # Model
+    def Mesh(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ModelStart(builder):
-    builder.StartObject(11)
+    builder.StartObject(12)
 
 def Start(builder):
     ModelStart(builder)
@@ -343,6 +350,12 @@ def ModelAddComputeConfig(builder, computeConfig):
 
 def AddComputeConfig(builder, computeConfig):
     ModelAddComputeConfig(builder, computeConfig)
+
+def ModelAddMesh(builder, mesh):
+    builder.PrependUOffsetTRelativeSlot(11, flatbuffers.number_types.UOffsetTFlags.py_type(mesh), 0)
+
+def AddMesh(builder, mesh):
+    ModelAddMesh(builder, mesh)
 
 def ModelEnd(builder):
     return builder.EndObject()
