@@ -92,9 +92,10 @@ class CompileReport:
                          f"{100 * p['utilization']:.0f}%; {p['compute_bound_ops']} ops compute-bound, "
                          f"{p['memory_bound_ops']} memory-bound)")
         if self.mesh:
+            from forge_fe.mesh.memory import human
             m = self.mesh
             line = (f"  mesh {m['system']} {m['shape'][0]}x{m['shape'][1]}: per chip weights "
-                    f"{m['per_device_weight_bytes'] / 2**30:.3f} GiB, peak {m['per_device_peak_bytes'] / 2**30:.3f} GiB "
+                    f"{human(m['per_device_weight_bytes'])}, peak {human(m['per_device_peak_bytes'])} "
                     f"({'fits' if m['fits'] else 'does not fit'}); collectives "
                     + (", ".join(f"{k} x{v}" for k, v in m["collectives"].items()) or "none"))
             if "link_time_ms" in m:

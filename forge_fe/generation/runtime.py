@@ -189,11 +189,17 @@ class LMReport:
         self.reports = reports or {}        # entry -> CompileReport (compile time only)
         self.programs = _program_rows(meta, binary) if binary is not None else {}
         self.memory_bound = _memory_bound(meta, binary) if binary is not None else {}
+        #: multi-chip: each entry's mesh section (docs/mesh.md), when compiled for a mesh
+        self.mesh = {e: json.loads(binary.debug[f"{e}/mesh.json"]) for e in meta.get("entries", {})
+                     if f"{e}/mesh.json" in binary.debug} if binary is not None else {}
 
     def to_dict(self) -> dict:
-        return {"model": self.meta["model"], "batch_size": self.meta["batch_size"],
-                "max_cache_len": self.meta["max_cache_len"], "prefill_buckets": self.meta["prefill_buckets"],
-                "programs": self.programs, "memory_bound_decode": self.memory_bound}
+        d = {"model": self.meta["model"], "batch_size": self.meta["batch_size"],
+             "max_cache_len": self.meta["max_cache_len"], "prefill_buckets": self.meta["prefill_buckets"],
+             "programs": self.programs, "memory_bound_decode": self.memory_bound}
+        if self.mesh:
+            d["mesh"] = self.mesh
+        return d
 
     def summary(self) -> str:
         m = self.meta

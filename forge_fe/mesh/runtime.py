@@ -117,7 +117,20 @@ class MeshProgram(DeviceProgram):
 
     def __init__(self, prog, compute, mesh_shape, shared=None):
         self.mesh_shape = tuple(int(d) for d in mesh_shape)
+        # mesh_shard pieces are views of the global tensor: position of the program input each views
+        self._piece_of_input = {op.outputs[0]: prog.inputs.index(op.inputs[0]) for op in prog.ops
+                                if op.name == "ttir.mesh_shard" and op.inputs[0] in prog.inputs}
         super().__init__(prog, compute, shared)
+
+    def _in_place(self, op, fn, free):
+        """A cache write may update its operand in place only if that is a piece of a donated input
+        (then the global tensor the caller donated is updated); any other piece is copied first,
+        since writing a view would change the caller's tensor."""
+        t = op.inputs[0]
+        pos = self._piece_of_input.get(t)
+        if pos is None:
+            return super()._in_place(op, fn, free)
+        return lambda ins, a: fn(ins if (pos in self.donated and t in free) else [ins[0].clone()] + ins[1:], a)
 
     def run(self, inputs):
         base = self._bind(inputs)
@@ -130,6 +143,8 @@ class MeshProgram(DeviceProgram):
                 except Exception as exc:
                     raise RuntimeFailure(f"mesh op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
                                          f"failed: {exc}") from exc
+                if op.name == "ttir.mesh_shard" and attrs["shard_direction"] == "full_to_shard":
+                    ys = [_round(y, fmt) for y in ys]      # each chip stores its piece in the tensor's format
                 for c, y in zip(chips, ys):
                     c[out] = y if y.dtype == dtype else y.to(dtype)
             else:
