@@ -34,7 +34,7 @@ $(STAMP): $(LOCK) setup.py
 deps: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m forge_fe.cli demo --model resnet50
+	$(PY) -m forge_fe.tools.cli demo --model resnet50
 
 test: $(STAMP)
 	$(PY) -m pytest -q

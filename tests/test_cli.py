@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import forge_fe
-from forge_fe import cli, matrix, zoo
-from forge_fe.pipeline import STAGES
+from forge_fe import zoo
+from forge_fe.compiler.pipeline import STAGES
+from forge_fe.tools import cli, matrix
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -271,7 +272,7 @@ def test_report_writes_markdown_html_and_plots(tmp_path, capsys):
 def test_report_run_executes_the_matrix(tmp_path):
     """`forge-fe report --run push -k ...` runs the selected matrix tests and reports their records."""
     md = tmp_path / "m.md"
-    proc = subprocess.run([sys.executable, "-m", "forge_fe.cli", "--quiet", "report", "--run", "push", "-k",
+    proc = subprocess.run([sys.executable, "-m", "forge_fe.tools.cli", "--quiet", "report", "--run", "push", "-k",
                            "onnx and mobilenet_v2 and not data_format", "--results", str(tmp_path / "rec"),
                            "--tests", os.path.join(REPO, "tests", "models"), "--md", str(md),
                            "--html", str(tmp_path / "m.html")], env=ENV, cwd=REPO, capture_output=True, text=True,
@@ -282,7 +283,7 @@ def test_report_run_executes_the_matrix(tmp_path):
 
 
 def test_help_lists_examples_and_usage_errors_exit_2(capsys):
-    proc = subprocess.run([sys.executable, "-m", "forge_fe.cli", "--help"], env=ENV, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "forge_fe.tools.cli", "--help"], env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0 and "examples:" in proc.stdout and "exit codes:" in proc.stdout
     for sub in ("compile", "run", "read", "report"):
         with pytest.raises(SystemExit) as exc:

@@ -1,14 +1,14 @@
-"""The roofline performance model (forge_fe.perf_model) on small hand-built programs."""
+"""The roofline performance model (forge_fe.device.perf_model) on small hand-built programs."""
 import math
 
 import pytest
 import torch
 
-from forge_fe import perf_model as pm
+from forge_fe.device import perf_model as pm
 from forge_fe.binary import model as bm
-from forge_fe.binary_builder import ARCHS
+from forge_fe.compiler.binary_builder import ARCHS
 from forge_fe.config import MathFidelity
-from forge_fe.runtime.kernels import KERNELS
+from forge_fe.device.kernels import KERNELS
 
 WH, BH = ARCHS["wormhole_b0"], ARCHS["blackhole"]
 BF16 = ("bfloat16", "Float16_b")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import forge_fe
 from forge_fe.errors import ForgeError
-from forge_fe.runtime import kernels
+from forge_fe.device import kernels
 from framework_compare import SPECIAL_F32, mismatch
 
 NAN, INF = float("nan"), float("inf")

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import torch
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel, shape_only_array
+from forge_fe.frontend.imported import ImportedModel, shape_only_array
 
 
 def _as_tensors(sample_inputs) -> list[torch.Tensor]:
@@ -196,12 +196,8 @@ def _imported(model, ep, mod, values, sources, golden_out, module_name) -> Impor
     input_specs = [(p.name, tuple(int(d) for d in p.ty.shape.values), str(p.ty.dtype)) for p in user]
     leaves, spec = structure.flatten(golden_out)
 
-    def golden(*xs):
-        with torch.no_grad():
-            return model(*_as_tensors(xs))
-
     return ImportedModel(
         framework="pytorch", name=module_name or type(model).__name__, mod=mod, params=values,
-        weight_names=weight_names, input_specs=input_specs, golden=golden, output_structure=spec,
+        weight_names=weight_names, input_specs=input_specs, output_structure=spec,
         output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True, sources=sources,
         frozen={n for n, p in model.named_parameters() if not p.requires_grad})

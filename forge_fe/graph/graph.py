@@ -13,13 +13,13 @@ import numpy as np
 
 from forge_fe.config import DataFormat
 from forge_fe.errors import CompileError
-from forge_fe.op.registry import OpDef, TensorType
+from forge_fe.op.registry import GraphValue, OpDef, TensorType
 
 INPUT, PARAMETER, CONSTANT, OP = "input", "parameter", "constant", "op"
 
 
 @dataclass(eq=False)
-class Node:
+class Node(GraphValue):
     graph: "Graph"
     name: str
     kind: str

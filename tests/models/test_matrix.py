@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from forge_fe import matrix
-from forge_fe.matrix import MatrixCase
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,7 +63,7 @@ def test_import_failure_is_attributed_and_expected_failures_match_the_stage():
 
 def test_failure_inside_a_stage_is_attributed_to_it(monkeypatch):
     """Whatever a stage raises is recorded against that stage, with the stages before it as reached."""
-    from forge_fe import pipeline
+    from forge_fe.compiler import pipeline
 
     def broken_partition(ctx):
         raise RuntimeError("partitioner bug")
@@ -105,7 +105,7 @@ def test_strict_xfail_fails_when_the_model_starts_passing(tmp_path):
 import sys
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import pytest
-from forge_fe import matrix
+from forge_fe.tools import matrix
 from test_matrix import small
 
 CASES = [matrix.MatrixCase("small", "pytorch", "MLP", small, xfail={{"push": ("partition", "was broken")}})]

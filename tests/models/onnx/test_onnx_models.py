@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
-from forge_fe import matrix, zoo
-from forge_fe.matrix import MatrixCase
+from forge_fe import zoo
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 
 def exported(builder_tiny, builder_full, opset, dynamo=False):

@@ -1,12 +1,13 @@
-"""PyTorch architectures of the model matrix (forge_fe.matrix): random weights, built from code.
+"""PyTorch architectures of the model matrix (forge_fe.tools.matrix): random weights, built from code.
 
 push: reduced sizes (same op mix, seconds each); nightly: released sizes. Every test writes
 its record for `forge-fe report`; numerics are compared with torch's own outputs.
 """
 import pytest
 
-from forge_fe import matrix, zoo
-from forge_fe.matrix import MatrixCase
+from forge_fe import zoo
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 def sized(tiny, full):
     return lambda size: tiny() if size == "push" else full()

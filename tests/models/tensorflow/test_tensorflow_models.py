@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from forge_fe import matrix
-from forge_fe.matrix import MatrixCase
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 pytest.importorskip("tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
