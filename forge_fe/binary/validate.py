@@ -24,7 +24,7 @@ import numpy as np
 
 from forge_fe.errors import BinaryFormatError
 
-from .model import Binary, Program
+from .model import DTYPES, Binary, Program
 
 
 def _shape_agrees(made: tuple, read: tuple) -> bool:
@@ -95,14 +95,13 @@ class _Checker:
 
     def names(self, b: Binary):
         from forge_fe.config import DataFormat, MathFidelity
-        from forge_fe.runtime.executor import TORCH_DTYPE
         formats = {f.name for f in DataFormat} | {""}
         descs = [(f"model input '{d.name}'", d) for d in b.inputs]
         descs += [(f"program '{p.name}' tensor '{t.name}'", t) for p in b.programs for t in p.tensors]
         descs += [(f"CPU segment '{s.name}' tensor '{t.name}'", t) for s in b.cpu_segments
                   for t in s.inputs + s.outputs]
         for what, d in descs:
-            if d.dtype not in TORCH_DTYPE:
+            if d.dtype not in DTYPES:
                 self.fail(f"{what} has unknown dtype {d.dtype!r}")
             if d.data_format not in formats:
                 self.fail(f"{what} has unknown data format {d.data_format!r}")
