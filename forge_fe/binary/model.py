@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+#: element type names a binary may use (numpy spelling; bfloat16 is ml_dtypes')
+DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+          "uint64", "uint32", "uint16", "uint8", "bool")
+
+
 @dataclass
 class TensorDesc:
     """A tensor as the device sees it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from time import perf_counter
 from typing import NamedTuple
 
@@ -273,7 +274,11 @@ class DeviceProgram:
 
 
 class CpuSegment:
-    """A TVM-compiled host segment; the shared object is written to a temp file and loaded."""
+    """A TVM-compiled host segment; the shared object is written to a temp file and loaded.
+
+    TVM's Relax VM keeps its registers in the VM object, so two threads calling one VM corrupt
+    each other's frames (wrong results, "reg < frame->register_file.size()" failures): each
+    thread gets its own VM over the one loaded library."""
 
     def __init__(self, seg: bm.CpuSegment):
         import tvm
@@ -287,8 +292,17 @@ class CpuSegment:
             lib = tvm.runtime.load_module(path)
         finally:
             os.unlink(path)   # the loader keeps its own mapping
-        self.vm = relax.VirtualMachine(lib, tvm.cpu())
-        self._tvm = tvm
+        self._lib = lib
+        self._per_thread = threading.local()
+        self._tvm, self._relax = tvm, relax
+        self.vm                               # built now, so a broken library fails at load time
+
+    @property
+    def vm(self):
+        vm = getattr(self._per_thread, "vm", None)
+        if vm is None:
+            vm = self._per_thread.vm = self._relax.VirtualMachine(self._lib, self._tvm.cpu())
+        return vm
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         try:

@@ -14,10 +14,6 @@ from forge_fe.frontend.imported import ImportedModel, is_shape_only, shape_only_
 __all__ = ["ImportedModel", "import_model", "is_shape_only", "shape_only_array"]
 
 
-def _module_name(model, default):
-    return type(model).__name__ if model is not None and not isinstance(model, (str, os.PathLike)) else default
-
-
 def import_model(model, sample_inputs, module_name=None, training: bool = False) -> ImportedModel:
     from forge_fe.graph.module import ForgeModule
     if isinstance(model, ForgeModule):

@@ -136,11 +136,6 @@ def ints(xs) -> list[int]:
     return [int(x) for x in xs]
 
 
-def relax_dtype(ty) -> str:
-    """Relax dtypes are PrimType objects in TVM 0.27; everything here uses their string names."""
-    return str(ty.dtype)
-
-
 def static_shape(ty) -> tuple[int, ...]:
     """Static shape of a Relax TensorType (TVM 0.27 spells StructInfo as `.ty`)."""
     from tvm import relax
