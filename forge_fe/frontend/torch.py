@@ -62,7 +62,7 @@ def _import_with_sources(ep, shape_only: bool = False):
     (import_torch gives them their shapes back without memory)."""
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    from tvm_ext.frontend.exported_program import ExportedProgramImporter, drop_runtime_asserts
     param_ids = {id(p) for p in ep.parameters()} if shape_only else set()
 
     class SourceTrackingImporter(ExportedProgramImporter):
@@ -75,15 +75,6 @@ def _import_with_sources(ep, shape_only: bool = False):
             dtype = str(tensor_value.dtype).replace("torch.", "")
             shape = (1,) if id(tensor_value) in param_ids else tuple(tensor_value.shape)
             return tvm.runtime.tensor(np.zeros(shape, "float32" if dtype == "bfloat16" else dtype))
-
-        def _cumsum(self, node):
-            # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
-            val = node.meta.get("val")
-            if val is None or "out" in node.kwargs:
-                return super()._cumsum(node)
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            dtype = str(val.dtype).replace("torch.", "")
-            return self.block_builder.emit(relax.op.cumsum(self.env[node.args[0]], dim, dtype))
 
         def _index_put(self, node):
             # TVM mis-imports None (full-slice) and omitted trailing indices: see torch_index_put.py
@@ -107,7 +98,7 @@ def _import_with_sources(ep, shape_only: bool = False):
 
     importer = SourceTrackingImporter()
     importer.sources = {}
-    mod = importer.from_exported_program(ep.run_decompositions(), True, False, False, None)
+    mod = importer.from_exported_program(drop_runtime_asserts(ep.run_decompositions()), True, False, False, None)
     # A converter emits helper bindings just before the var it returns: they share its source.
     sources, pending = {}, []
     for block in mod["main"].body.blocks:

@@ -11,6 +11,7 @@ examples:
   forge-fe run m.ttb --inputs x.npz --output y.npz          run a binary on inputs saved with numpy.savez
   forge-fe read m.ttb --section perf                        version|system|programs|io|ops|placement|perf|mlir
   forge-fe report --run push                                run the reduced model matrix, write docs/model_matrix.*
+  forge-fe report --diff OLD_DIR NEW_DIR                    what changed between two matrix runs
   forge-fe demo --model resnet50                            compile, verify and time a built-in model
 
 exit codes: 0 ok, 1 internal error (a bug: rerun with FORGE_FE_LOG_LEVEL=DEBUG), 2 bad arguments or
@@ -468,8 +469,17 @@ def cmd_read(args):
 # ---- report: the model matrix --------------------------------------------------------------------
 
 def cmd_report(args):
-    from forge_fe.tools import matrix
-    out_dir = matrix.results_dir(args.results)
+    from forge_fe.tools import matrix, matrix_report
+    if args.diff:
+        old, new = (matrix.read_records(d) for d in args.diff)
+        for d, recs in zip(args.diff, (old, new)):
+            if not recs:
+                raise _usage_error(f"no matrix records in {d}", "give two directories of matrix records")
+        changes = matrix_report.diff(old, new)
+        print(matrix_report.diff_json(changes) if args.json else matrix_report.format_diff(changes))
+        return EXIT_MATRIX if any(c["regression"] for c in changes) else EXIT_OK
+    dirs = args.results or [None]
+    out_dir = matrix.results_dir(dirs[0])
     status = EXIT_OK
     if args.run:
         import glob
@@ -478,21 +488,24 @@ def cmd_report(args):
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", args.run, args.tests]
         if args.k:
             cmd += ["-k", args.k]
+        if args.workers != "0":
+            cmd += ["-n", args.workers, "--dist", "loadgroup"]
         log.info("running %s (records in %s)", " ".join(cmd), out_dir)
         rc = subprocess.call(cmd, env={**os.environ, "FORGE_FE_MATRIX_OUT": out_dir},
                              stdout=subprocess.DEVNULL if args.quiet else None)
         if rc != 0:
             log.warning("the matrix run had unexpected failures (pytest exit code %d); reporting what was recorded", rc)
             status = EXIT_MATRIX
-    recs = matrix.read_records(out_dir)
+    recs = matrix.read_records(*dirs)
     if not recs:
-        raise _usage_error(f"no matrix records in {out_dir}",
+        raise _usage_error(f"no matrix records in {', '.join(matrix.results_dir(d) for d in dirs)}",
                            "run the matrix first: forge-fe report --run push (or python -m pytest -m push "
                            "tests/models), or point --results at a directory of records")
-    written = matrix.write_reports(recs, args.md, args.html)
+    written = matrix_report.write_reports(recs, args.md, args.html)
     bad = [r for r in recs if r.status in ("fail", "xpass")]
     print(f"{len(recs)} records: " + ", ".join(f"{sum(r.status == s for r in recs)} {s}"
-                                               for s in ("pass", "xfail", "fail", "xpass")))
+                                               for s in ("pass", "xfail", "fail", "xpass"))
+          + f"; {len(matrix_report.architectures(recs))} architectures")
     for r in bad:
         print(f"  {r.status.upper()}: {r.model} ({r.framework}, {r.size}, {r.data_format}) "
               f"{r.failing_stage or ''} {(r.error or '').splitlines()[0] if r.error else ''}")
@@ -581,16 +594,23 @@ examples:
     rd.add_argument("--json", action="store_true", help="JSON instead of a readable table")
     rd.set_defaults(fn=cmd_read)
 
-    rp = parser("report", help="write docs/model_matrix.md and the HTML report", epilog="""\
+    rp = parser("report", help="write docs/model_matrix.md and the HTML report; compare two runs", epilog="""\
 examples:
   forge-fe report                     from the records of the last matrix run
-  forge-fe report --run push          run the reduced-size matrix (pytest -m push tests/models) first
-  forge-fe report --run nightly -k onnx --md /tmp/m.md --html /tmp/m.html""")
+  forge-fe report --run push          run the reduced-size matrix (pytest -m push tests/models -n auto) first
+  forge-fe report --run nightly -k onnx --md /tmp/m.md --html /tmp/m.html
+  forge-fe report --results host_a/ --results host_b/     merge the records of several hosts
+  forge-fe report --diff old_records/ new_records/        models whose status, PCC or compile time changed""")
     rp.add_argument("--run", choices=["push", "nightly"], default=None, help="run this matrix set first")
-    rp.add_argument("--results", default=None, metavar="DIR",
-                    help="record directory (default $FORGE_FE_MATRIX_OUT or <tmp>/forge_fe_matrix)")
+    rp.add_argument("--results", action="append", default=None, metavar="DIR",
+                    help="record directory (default $FORGE_FE_MATRIX_OUT or <tmp>/forge_fe_matrix); repeat to merge")
     rp.add_argument("--tests", default="tests/models", help="matrix test directory for --run")
     rp.add_argument("-k", default=None, metavar="EXPR", help="pytest -k selection for --run")
+    rp.add_argument("-n", "--workers", default="auto", metavar="N",
+                    help="pytest-xdist workers for --run (default auto: one per core; 0 runs in one process)")
+    rp.add_argument("--diff", nargs=2, metavar=("OLD_DIR", "NEW_DIR"), default=None,
+                    help="list what changed between two runs' records (exit 6 on a regression)")
+    rp.add_argument("--json", action="store_true", help="with --diff: the changes as JSON")
     rp.add_argument("--md", default="docs/model_matrix.md")
     rp.add_argument("--html", default="docs/model_matrix.html")
     rp.set_defaults(fn=cmd_report)

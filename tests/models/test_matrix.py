@@ -121,3 +121,27 @@ def test_push(case):
     assert proc.returncode == 1 and "XPASS(strict)" in proc.stdout, proc.stdout[-2000:]
     rec, = matrix.read_records(str(tmp_path / "rec"))
     assert rec.status == "xpass"
+
+
+def test_entries_have_unique_records_and_name_real_stages():
+    """Every matrix entry writes records under its own key, and each expected failure names a stage
+    the runner can report (a typo would make the strict xfail fail for the wrong reason)."""
+    import glob
+    import importlib.util
+    from forge_fe.compiler.pipeline import STAGES
+    stages = {name for _, name, _ in STAGES} | set(matrix.FAILURE_CLASS)
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*", "test_*.py"))):
+        spec = importlib.util.spec_from_file_location(f"_entries_{len(seen)}_{os.path.basename(path)[:-3]}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except pytest.skip.Exception:              # a framework that is not installed
+            continue
+        for case in getattr(module, "CASES", []):
+            key = (case.framework, case.name)
+            assert key not in seen, f"{key} is defined in {path} and in {seen[key]}"
+            seen[key] = path
+            for size, (stage, why) in case.xfail.items():
+                assert size in case.tiers and stage in stages and why, (case.name, size, stage)
+    assert seen
