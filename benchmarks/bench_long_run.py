@@ -99,11 +99,21 @@ def main():
         for t in threads:
             t.join()
 
+    def serial_one_thread(n):          # torch's intra-op pool off: see docs/reliability.md
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            serial(n)
+        finally:
+            torch.set_num_threads(threads)
+
     n = 100 * args.threads
-    rounds = [(timed(serial, n), timed(threaded, n)) for _ in range(3)]     # side by side, alternating
-    s_ms, t_ms = (sorted(r[k] for r in rounds)[1] * 1e3 for k in (0, 1))
-    print(f"{args.threads} threads, {3 * n} calls: {len(bad)} outputs differ from the serial result; "
-          f"median time per call {t_ms:.2f} ms threaded vs {s_ms:.2f} ms serial (ratio {t_ms / s_ms:.2f})")
+    rounds = [(timed(serial, n), timed(serial_one_thread, n), timed(threaded, n)) for _ in range(3)]
+    s_ms, s1_ms, t_ms = (sorted(r[k] for r in rounds)[1] * 1e3 for k in range(3))   # medians, alternated
+    print(f"{args.threads} threads, {3 * n} calls: {len(bad)} outputs differ from the serial result")
+    print(f"median time per call: serial {s_ms:.2f} ms ({torch.get_num_threads()} torch threads), serial "
+          f"{s1_ms:.2f} ms (1 torch thread), {args.threads} Python threads {t_ms:.2f} ms "
+          f"(ratio threaded / serial 1-thread {t_ms / s1_ms:.2f})")
 
 
 if __name__ == "__main__":

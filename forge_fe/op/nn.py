@@ -383,8 +383,18 @@ softmax = defop("softmax", shape=same_as_first, golden=lambda ins, a: torch.soft
 
 
 def _log_softmax_lower(e, ins, a, out):
-    s = e.op("ttir.softmax", ins, out.shape, out.elem, {"dimension": E.SI32(a["dim"])}, data_format=out.data_format)
-    return e.op("ttir.log", [s], out.shape, out.elem, data_format=out.data_format)
+    """(x - max) - log(sum(exp(x - max))): log(softmax(x)) underflows to -inf once an entry is
+    ~104 below the maximum (float32 exp), where the true value is finite."""
+    dim = norm_axis(a["dim"], len(out.shape))
+    kept = tuple(1 if i == dim else d for i, d in enumerate(out.shape))
+    fmt = out.data_format
+    red = {"dim_arg": E.I32List([dim]), "keep_dim": E.Bool(True)}
+    m = e.op("ttir.max", ins, kept, out.elem, red, data_format=fmt)
+    shifted = e.op("ttir.subtract", [ins[0], m], out.shape, out.elem, data_format=fmt)
+    total = e.op("ttir.sum", [e.op("ttir.exp", [shifted], out.shape, out.elem, data_format=fmt)], kept, out.elem,
+                 red, data_format=fmt)
+    return e.op("ttir.subtract", [shifted, e.op("ttir.log", [total], kept, out.elem, data_format=fmt)], out.shape,
+                out.elem, data_format=fmt)
 
 
 log_softmax = defop("log_softmax", shape=same_as_first, golden=lambda ins, a: torch.log_softmax(ins[0], a["dim"]),

@@ -1,5 +1,6 @@
-"""ONNX elementwise ops TVM 0.27 lacks or gets wrong: activations (Celu, Elu, Swish, SwiGLU),
-comparisons and arithmetic edge cases (Equal of shapes, Clip, Pow, Mod, BitShift, IsInf)."""
+"""ONNX elementwise ops TVM 0.27 lacks or gets wrong: activations (Celu, Elu, Swish, SwiGLU,
+ThresholdedRelu, Gelu at infinities), comparisons and arithmetic edge cases (Equal of shapes, Clip, Pow, Mod, BitShift,
+IsInf, Sign of NaN) and float -> integer Cast."""
 from __future__ import annotations
 
 import numpy as np
@@ -272,8 +273,65 @@ class BitShift(OnnxOpConverter):
         return relax.op.where(in_range, shifted, fill)
 
 
+class Sign(OnnxOpConverter):
+    """Sign with NaN -> NaN, as onnxruntime and numpy (TVM's ``sign`` gives 0, as torch does)."""
+
+    @classmethod
+    def _impl_v9(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        if not _tvm_onnx._relax_dtype_is_floating_point(_dtype(x)):
+            return relax.op.sign(x)
+        return relax.op.where(relax.op.not_equal(x, x), x, relax.op.sign(x))
+
+
+class ThresholdedRelu(OnnxOpConverter):
+    """x where x > alpha, else 0, as a select (TVM multiplies x by the mask, so NaN and -inf
+    give NaN where onnxruntime gives 0)."""
+
+    @classmethod
+    def _impl_v10(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dt = _dtype(x)
+        return relax.op.where(relax.op.greater(x, _const(float(attr.get("alpha", 1.0)), dt)), x, _const(0, dt))
+
+
+class Gelu(_tvm_onnx.Gelu):
+    """Gelu (opset 20, approximate="none") as onnxruntime evaluates it, ``0.5 * x * (1 + erf(x / sqrt 2))``
+    in that order: +inf gives +inf and 3e38 stays finite, where torch's vectorized gelu (the device
+    kernel, right for torch models) gives NaN and inf."""
+
+    @classmethod
+    def _impl_v20(cls, bb, inputs, attr, params):
+        approximate = attr.get("approximate", b"none")
+        if (approximate.decode() if isinstance(approximate, bytes) else approximate) != "none":
+            return super()._impl_v20(bb, inputs, attr, params)
+        x = inputs[0]
+        dt = _dtype(x)
+        half_x = relax.op.multiply(_const(0.5, dt), x)
+        phi = relax.op.add(_const(1.0, dt), relax.op.erf(relax.op.multiply(x, _const(float(1 / np.sqrt(2)), dt))))
+        return relax.op.multiply(half_x, phi)
+
+
+class Cast(_tvm_onnx.Cast):
+    """Float -> integer Cast as a plain conversion, which truncates like onnxruntime's
+    ``static_cast`` (NaN and out-of-range values are undefined in ONNX; the host gives INT_MIN).
+
+    TVM computes it in int64 with a ``mod 2**32`` wrap and maps NaN to 0: five ops, two of them
+    on the CPU, and int64 values the int32 device cannot hold."""
+
+    @classmethod
+    def _impl_v13(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        to = str(_tvm_onnx.get_type(attr["to"]))
+        if (isinstance(x, relax.Expr) and isinstance(x.ty, relax.TensorType)
+                and _tvm_onnx._relax_dtype_is_floating_point(_dtype(x)) and to.startswith(("int", "uint"))):
+            return relax.op.astype(x, to)
+        return super()._impl_v13(bb, inputs, attr, params)
+
+
 #: op_type -> converter class, merged over TVM's map by :mod:`.registry`
 CONVERTERS: dict[str, type] = {
     "Equal": Equal, "Clip": Clip, "Celu": Celu, "Swish": Swish, "SwiGLU": SwiGLU, "Elu": Elu, "Pow": Pow,
-    "IsInf": IsInf, "Mod": Mod, "BitShift": BitShift,
+    "IsInf": IsInf, "Mod": Mod, "BitShift": BitShift, "Sign": Sign, "ThresholdedRelu": ThresholdedRelu,
+    "Cast": Cast, "Gelu": Gelu,
 }

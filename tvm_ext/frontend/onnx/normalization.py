@@ -1,12 +1,12 @@
 """ONNX normalizations and losses TVM 0.27 lacks or gets wrong: LayerNormalization's statistics
-outputs, RMSNormalization, LpNormalization, BatchNormalization's training momentum, and the losses
-NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss."""
+outputs, RMSNormalization, LpNormalization, BatchNormalization's training momentum, the losses
+NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss, and ReduceLogSumExp over infinities."""
 from __future__ import annotations
 
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 
-from .common import OnnxOpConverter, UnsupportedForm, _const, _dtype, _onnx_dtype_name, _shape
+from .common import OnnxOpConverter, UnsupportedForm, _const, _const_ints, _dtype, _onnx_dtype_name, _shape
 
 
 def _stash(bb, x, attr):
@@ -154,8 +154,36 @@ class SoftmaxCrossEntropyLoss(OnnxOpConverter):
 
 
 #: op_type -> converter class, merged over TVM's map by :mod:`.registry`
+def _log_sum_exp(x, axes, keepdims: bool):
+    """log(sum(exp(x - m))) + m, m the max with infinities replaced by 0 (as torch.logsumexp):
+    with m = +-inf, x - m is NaN where the answer is +inf (or -inf for an all -inf slice)."""
+    dt = _dtype(x)
+    m = relax.op.max(x, axes, True)
+    m = relax.op.where(relax.op.equal(relax.op.abs(m), _const(float("inf"), dt)), _const(0, dt), m)
+    out = relax.op.add(relax.op.log(relax.op.sum(relax.op.exp(relax.op.subtract(x, m)), axes, True)), m)
+    return out if keepdims else relax.op.squeeze(out, axes)
+
+
+class ReduceLogSumExp(OnnxOpConverter):
+    """ReduceLogSumExp that gives +inf for a slice holding +inf (onnxruntime), not NaN (TVM)."""
+
+    @classmethod
+    def _impl_v13(cls, bb, inputs, attr, params):
+        return _log_sum_exp(inputs[0], attr.get("axes", None), bool(attr.get("keepdims", 1)))
+
+    @classmethod
+    def _impl_v18(cls, bb, inputs, attr, params):
+        axes = None
+        if len(inputs) > 1 and inputs[1] is not None:
+            axes = _const_ints(inputs[1], params, "ReduceLogSumExp axes")
+        if not axes and attr.get("noop_with_empty_axes", 0):
+            return inputs[0]
+        return _log_sum_exp(inputs[0], axes or None, bool(attr.get("keepdims", 1)))
+
+
 CONVERTERS: dict[str, type] = {
     "LayerNormalization": LayerNormalization, "RMSNormalization": RMSNormalization,
     "LpNormalization": LpNormalization, "BatchNormalization": BatchNormalization,
     "NegativeLogLikelihoodLoss": NegativeLogLikelihoodLoss, "SoftmaxCrossEntropyLoss": SoftmaxCrossEntropyLoss,
+    "ReduceLogSumExp": ReduceLogSumExp,
 }
