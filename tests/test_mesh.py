@@ -15,7 +15,7 @@ from forge_fe.mesh.propagate import Partitioner
 from forge_fe.mesh.runtime import MESH_KERNELS, MeshProgram
 from forge_fe.mesh.sharding import Sharding
 from forge_fe.op import OPS
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.compiler.lower_ttir import lower_graph
 
 Y = 1          # mesh axis "y" (cluster_axis 1)
 
@@ -301,7 +301,7 @@ def test_binary_records_its_mesh_and_refuses_another(mlp_on_n300, tmp_path):
 
 
 def test_cli_compiles_and_runs_for_a_mesh(tmp_path, capsys):
-    from forge_fe.cli import EXIT_OK, EXIT_RUNTIME, main
+    from forge_fe.tools.cli import EXIT_OK, EXIT_RUNTIME, main
     out, x = tmp_path / "b.ttb", tmp_path / "x.npz"
     assert main(["--quiet", "compile", "forge_fe.zoo:bert_tiny", "-o", str(out), "--mesh", "n300",
                  "--save-inputs", str(x)]) == EXIT_OK
@@ -322,7 +322,7 @@ def test_unknown_meshes_are_refused_early():
 # ---- memory plan ------------------------------------------------------------------------------------
 
 def test_a_model_too_big_for_one_chip_names_its_tensors_and_the_mesh_that_fits(monkeypatch):
-    from forge_fe import binary_builder
+    from forge_fe.compiler import binary_builder
     from forge_fe.binary import model as bm
     small = bm.SystemDesc("wormhole_b0", (8, 8), 1464 * 1024, 4 * 2**20, 288e9, 1.0e9)    # a 4 MiB "chip"
     monkeypatch.setitem(binary_builder.ARCHS, "wormhole_b0", small)
@@ -389,7 +389,7 @@ def test_link_model_prices_bytes_over_links_and_topology():
     same links (both directions); more links are faster; one chip costs nothing."""
     from dataclasses import replace
     from forge_fe.binary import model as bm
-    from forge_fe.binary_builder import ARCHS
+    from forge_fe.compiler.binary_builder import ARCHS
     from forge_fe.mesh.cost import collective_time
     from forge_fe.mesh.systems import Axis
     system = ARCHS["wormhole_b0"]

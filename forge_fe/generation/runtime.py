@@ -49,7 +49,7 @@ class CompiledLM:
             if self.binary is None:
                 raise CompileStopped("runtime", "compilation stopped early; there is no binary to run",
                                      "compile with CompileDepth.FULL to generate")
-            from forge_fe.runtime.executor import Executor
+            from forge_fe.device.executor import Executor
             self._executor = Executor(self.binary)
             for entry in self.meta["entries"].values():
                 caches = set(entry["inputs"][4:])
@@ -248,7 +248,7 @@ def _program_rows(meta: dict, binary: bm.Binary) -> dict:
 
 def _memory_bound(meta: dict, binary: bm.Binary) -> dict:
     """Decode is memory-bound on the chip: the bytes every token must read, over the DRAM bandwidth."""
-    from forge_fe.perf_model import tensor_bytes
+    from forge_fe.device.perf_model import tensor_bytes
     layout = meta["entries"]["decode"]
     caches = set(layout["inputs"][4:])
     weight_bytes = cache_bytes = 0.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from forge_fe.graph.graph import INPUT, Graph, Node
-from forge_fe.perf_model import TILE_ELEMS, bytes_per_element, tiles
+from forge_fe.device.perf_model import TILE_ELEMS, bytes_per_element, tiles
 
 
 def node_bytes(n: Node) -> int:

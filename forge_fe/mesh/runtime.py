@@ -1,7 +1,7 @@
 """The emulated mesh: one instance of a device program per chip (SPMD), in lockstep.
 
 Every chip has its own tensor slots; an ordinary op runs on each chip's operands with the
-single-chip kernels and numerics (forge_fe.runtime.executor.DeviceProgram); the ops below act on
+single-chip kernels and numerics (forge_fe.device.executor.DeviceProgram); the ops below act on
 all chips' values at once. Chip c is mesh coordinate (c // cols, c % cols); the chips "along
 cluster_axis a" of chip c are those that differ from it only in coordinate a, ordered by it.
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from forge_fe import numerics
+from forge_fe.device import numerics
 from forge_fe.errors import RuntimeFailure
-from forge_fe.runtime.executor import DeviceProgram
+from forge_fe.device.executor import DeviceProgram
 
 
 def _groups(mesh_shape, axis):

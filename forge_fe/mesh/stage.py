@@ -86,7 +86,7 @@ def _checked(g):
 
 
 def plan_memory(programs: dict, mesh: Mesh) -> memory.MemoryPlan:
-    from forge_fe.binary_builder import ARCHS
+    from forge_fe.compiler.binary_builder import ARCHS
     return memory.plan([p for progs in programs.values() for p in progs], ARCHS[mesh.arch].dram_size)
 
 
