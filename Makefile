@@ -40,7 +40,7 @@ demo: $(STAMP)
 # worker per core: its tests are independent, mostly single-threaded compiles (torch.export dominates),
 # so on CI's two cores two workers take about half the time. Everything else runs in one process.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not nightly and not push"
+	$(PY) -m pytest -q -m "not nightly and not push and not fuzz"
 	$(PY) -m pytest -q -m push -n auto --dist loadgroup tests/models
 
 test-fast: $(STAMP)
