@@ -34,10 +34,14 @@ $(STAMP): $(LOCK) setup.py
 deps: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m forge_fe.cli demo --model resnet50
+	$(PY) -m forge_fe.tools.cli demo --model resnet50
 
+# The model matrix's push tier (tests/models at reduced sizes, -m push) runs under pytest-xdist, one
+# worker per core: its tests are independent, mostly single-threaded compiles (torch.export dominates),
+# so on CI's two cores two workers take about half the time. Everything else runs in one process.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not nightly and not push and not fuzz"
+	$(PY) -m pytest -q -m push -n auto --dist loadgroup tests/models
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -36,5 +36,5 @@ setup(
     package_data={"forge_fe.binary": ["*.fbs"]},
     install_requires=CORE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["forge-fe=forge_fe.cli:main"]},
+    entry_points={"console_scripts": ["forge-fe=forge_fe.tools.cli:main"]},
 )

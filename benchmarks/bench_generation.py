@@ -1,6 +1,8 @@
 """Side-by-side ratios for LLM generation (issue 13): forge_fe.compile_lm on the emulated device vs
 transformers eager, same model, same prompt, same process and threads.
 
+Every quantity is timed in alternation with its counterpart, round after round (paired_medians).
+
 (a) decode: time per generated token. HF: `model.generate(do_sample=False)` with N and 1 new tokens,
     (t_N - t_1) / (N - 1); ours the same with `lm.generate`. Both include choosing the token.
 (b) prefill: our prefill program vs HF's forward on the prompt (`use_cache=True, logits_to_keep=1`,
@@ -30,37 +32,40 @@ import forge_fe  # noqa: E402
 from forge_fe.generation.models import causal_lm  # noqa: E402
 
 
-def median_time(fn, rounds):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
+def paired_medians(fns: dict, rounds: int) -> dict:
+    """Median time of each function, run in turn round after round, so a load change on the shared
+    machine hits every side alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def hf_step_at(model, ids, position, rounds):
+def hf_step_at(model, ids, position):
     """One HF forward of one token over a DynamicCache already holding `position` tokens."""
     from transformers import DynamicCache
-    with torch.no_grad():
-        cache = DynamicCache(config=model.config)
-        model(input_ids=ids[:, :1].repeat(1, position), cache=cache, use_cache=True)
-        tok = ids[:, :1]
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids[:, :1].repeat(1, position), cache=cache, use_cache=True)
+    tok = ids[:, :1]
 
-        def step():
-            model(input_ids=tok, cache=cache, use_cache=True)
-            cache.crop(-1)                # back to `position` tokens for the next round
-        return median_time(step, rounds)
+    def step():
+        model(input_ids=tok, cache=cache, use_cache=True)
+        cache.crop(-1)                # back to `position` tokens for the next round
+    return step
 
 
-def ours_step_at(lm, position, rounds):
+def ours_step_at(lm, position):
     """One decode program run at cache slot `position` (inputs prepared as generate does)."""
     b = lm.batch_size
     mask = torch.ones((b, lm.max_cache_len), dtype=torch.long)
     tok = torch.zeros((b, 1), dtype=torch.long)
     pos = torch.full((b, 1), position, dtype=torch.long)
-    return median_time(lambda: lm._run("decode", tok, pos, mask, torch.tensor([position])), rounds)
+    return lambda: lm._run("decode", tok, pos, mask, torch.tensor([position]))
 
 
 def bench(arch, size, prompt_len, new, cache_len, rounds):
@@ -71,21 +76,26 @@ def bench(arch, size, prompt_len, new, cache_len, rounds):
     lm = forge_fe.compile_lm(model, max_cache_len=cache_len, prefill_buckets=[prompt_len])
     compile_s = time.perf_counter() - t0
     ids = torch.randint(0, model.config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros((1, cache_len), dtype=torch.long)
+    mask[:, :prompt_len] = 1
+    pos = torch.arange(prompt_len)[None]
     with torch.no_grad():
         assert torch.equal(lm.generate(ids, max_new_tokens=8), model.generate(ids, max_new_tokens=8, do_sample=False))
-        hf = {n: median_time(lambda n=n: model.generate(ids, max_new_tokens=n, do_sample=False), rounds)
-              for n in (1, new)}
-        ours = {n: median_time(lambda n=n: lm.generate(ids, max_new_tokens=n), rounds) for n in (1, new)}
-        hf_prefill = median_time(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1), rounds)
-        mask = torch.zeros((1, cache_len), dtype=torch.long)
-        mask[:, :prompt_len] = 1
-        pos = torch.arange(prompt_len)[None]
-        ours_prefill = median_time(lambda: lm._run(f"prefill_{prompt_len}", ids, pos, mask,
-                                                   torch.tensor([prompt_len - 1])), rounds)
-        curve = [(p, ours_step_at(lm, p, rounds), hf_step_at(model, ids, p, rounds))
-                 for p in (prompt_len, cache_len // 2, cache_len - 2)]
-    hf_tok = (hf[new] - hf[1]) / (new - 1)
-    our_tok = (ours[new] - ours[1]) / (new - 1)
+        t = paired_medians({
+            "hf_1": lambda: model.generate(ids, max_new_tokens=1, do_sample=False),
+            "ours_1": lambda: lm.generate(ids, max_new_tokens=1),
+            "hf_n": lambda: model.generate(ids, max_new_tokens=new, do_sample=False),
+            "ours_n": lambda: lm.generate(ids, max_new_tokens=new),
+            "hf_prefill": lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1),
+            "ours_prefill": lambda: lm._run(f"prefill_{prompt_len}", ids, pos, mask, torch.tensor([prompt_len - 1])),
+        }, rounds)
+        positions = (prompt_len, cache_len // 2, cache_len - 2)
+        steps = paired_medians({**{("ours", p): ours_step_at(lm, p) for p in positions},
+                                **{("hf", p): hf_step_at(model, ids, p) for p in positions}}, rounds * 4)
+        curve = [(p, steps[("ours", p)], steps[("hf", p)]) for p in positions]
+    hf_tok = (t["hf_n"] - t["hf_1"]) / (new - 1)
+    our_tok = (t["ours_n"] - t["ours_1"]) / (new - 1)
+    hf_prefill, ours_prefill = t["hf_prefill"], t["ours_prefill"]
     rep = lm.report.to_dict()
     return {"arch": arch, "params_m": params / 1e6, "compile_s": compile_s, "hf_tok": hf_tok, "our_tok": our_tok,
             "hf_prefill": hf_prefill, "our_prefill": ours_prefill, "curve": curve,

@@ -1,4 +1,4 @@
-"""CompiledModel: what `forge_fe.compile` returns and `forge_fe.load` restores.
+"""`compile` and CompiledModel: what `forge_fe.compile` returns and `forge_fe.load` restores.
 
 It owns a Binary and an Executor; calling it checks the inputs against the
 compiled input descriptors, runs the binary, and rebuilds the framework's
@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from forge_fe import binary as binio
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.binary import model as bm
+from forge_fe.config import CompilerConfig
 from forge_fe.errors import CompileStopped, InputError
-from forge_fe.report import CompileReport
-from forge_fe.runtime.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
+from forge_fe.compiler.report import CompileReport
+from forge_fe.device.executor import TORCH_DTYPE, Executor, to_numpy, to_torch
 
 
 def _dtype_name(x) -> str:
@@ -37,9 +38,9 @@ class CompiledModel:
         self.inputs_tree = meta.get("inputs_tree")
         self._out_dtypes = meta.get("dtypes", [])
         self.torch_io = meta.get("torch_io", False)
-        self._trainer = None            # training binaries: forge_fe.training.Trainer
+        self._trainer = None            # training binaries: forge_fe.device.training.Trainer
         if meta.get("training"):
-            from forge_fe.training import Trainer
+            from forge_fe.device.training import Trainer
             self._trainer = Trainer(self, meta["training"])
             optimizer = getattr(context, "optimizer", None)
             if optimizer is not None:
@@ -86,7 +87,7 @@ class CompiledModel:
             raise CompileStopped("runtime", f"compilation stopped after stage '{self.report.stopped_after}'; "
                                  "there is no binary to run", "compile with CompileDepth.FULL to run the model")
         if self._trainer is not None and torch.is_grad_enabled():
-            from forge_fe.training import DeviceFunction
+            from forge_fe.device.training import DeviceFunction
             ins = self._check_inputs(inputs)
             self._trainer.check_inputs(ins)
             outs = DeviceFunction.apply(self._trainer, len(ins), *ins, *self._trainer.params.values())
@@ -154,18 +155,9 @@ class CompiledModel:
         return f"<CompiledModel {self.report.model_name}: {self.report.summary()}>"
 
 
-def load(path: str, mesh=None):
-    """The CompiledModel (or, for a binary made by compile_lm, the CompiledLM) saved at `path`.
-    `mesh` (a system name such as "n300" or a shape "1x8") is the mesh this runtime has: a binary
-    compiled for another mesh is refused here, with the mesh it needs."""
+def model_from_binary(b, mesh=None) -> CompiledModel:
+    """A CompiledModel over a Binary read from a file (its report rebuilt from the debug sections)."""
     import json
-    b = binio.read(path)
-    if mesh is not None or b.mesh:
-        from forge_fe.mesh.runtime import check_runtime_mesh
-        check_runtime_mesh(b, mesh)
-    if "lm" in structure.loads(b.output_structure):
-        from forge_fe.generation import CompiledLM
-        return CompiledLM.from_binary(b)
     placement = json.loads(b.debug.get("placement.json", "[]"))
     perf = json.loads(b.debug.get("perf.json", "{}"))
     report = CompileReport(b.model_name, "binary", placement=placement, perf=perf,
@@ -173,3 +165,37 @@ def load(path: str, mesh=None):
                            segments=[f"{s.kind}:{(b.programs if s.kind == 'device' else b.cpu_segments)[s.index].name}"
                                      for s in b.plan], mesh=json.loads(b.debug.get("mesh.json", "{}")))
     return CompiledModel(b, report, mesh=mesh)
+
+
+def compile(model, sample_inputs, module_name=None, compiler_cfg: CompilerConfig | None = None,
+            training: bool = False, optimizer=None, progress=None) -> CompiledModel:
+    """Compile `model` for the emulated device, using `sample_inputs` for shapes and dtypes.
+
+    Returns a CompiledModel; with a `compile_depth` short of FULL, it holds the
+    artifacts up to that stage and refuses to run."""
+    import json
+
+    from forge_fe.compiler.pipeline import CompileContext, run_pipeline
+    from forge_fe.compiler.report import placement_rows
+
+    cfg = compiler_cfg or CompilerConfig()
+    if isinstance(sample_inputs, tuple):
+        sample_inputs = list(sample_inputs)
+    elif not isinstance(sample_inputs, list):
+        sample_inputs = [sample_inputs]
+    ctx = CompileContext(model=model, sample_inputs=sample_inputs, cfg=cfg, module_name=module_name,
+                         training=training, optimizer=optimizer)
+    run_pipeline(ctx, progress=progress)
+    segs = []
+    if ctx.binary is not None:
+        for s in ctx.binary.plan:
+            prog = ctx.binary.programs[s.index] if s.kind == "device" else ctx.binary.cpu_segments[s.index]
+            if not getattr(prog, "private", False):
+                segs.append(f"{s.kind}:{prog.name}")
+    report = CompileReport(ctx.name, ctx.imported.framework if ctx.imported else "?",
+                           placement=placement_rows(ctx.partition.placements) if ctx.partition else [],
+                           timings=dict(ctx.timings), stopped_after=ctx.stopped_after, segments=segs,
+                           artifacts=dict(ctx.artifacts), perf=dict(ctx.perf), mesh=dict(ctx.mesh),
+                           numerics_notes=json.loads(ctx.binary.debug.get("numerics_notes.json", "[]"))
+                           if ctx.binary else [])
+    return CompiledModel(ctx.binary, report, context=ctx)

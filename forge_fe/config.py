@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 
 class CompileDepth(enum.IntEnum):
-    """Stop after this stage. Values follow pipeline order (see forge_fe.pipeline.STAGES)."""
+    """Stop after this stage. Values follow pipeline order (see forge_fe.compiler.pipeline.STAGES)."""
     IMPORT = 1
     RELAX_PASSES = 2
     PARTITION = 3

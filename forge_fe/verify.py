@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.errors import VerificationError
 
 
@@ -74,7 +74,7 @@ def golden_outputs(model, inputs):
         sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
         return sess.run(None, {n: _to_numpy(x) for n, x in zip(names, inputs)})
-    from forge_fe.module import ForgeModule
+    from forge_fe.graph.module import ForgeModule
     if isinstance(model, ForgeModule):
         return model(*inputs)
     if callable(model):            # any other callable is a JAX function, as in forge_fe.compile

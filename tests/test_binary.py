@@ -174,6 +174,7 @@ def test_large_constant_round_trip(tmp_path):
     big = np.random.default_rng(1).standard_normal(50 * 2**20 // 4, dtype=np.float32)
     b = make_binary()
     b.programs[0].constants[1] = big
+    b.programs[0].tensors[1] = TensorDesc("w", big.shape, "float32")   # the reader checks they agree
     path = tmp_path / "big.ttb"
     ttb.write(b, path)
     loaded = ttb.read(path).programs[0].constants[1]

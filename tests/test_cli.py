@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import forge_fe
-from forge_fe import cli, matrix, zoo
-from forge_fe.pipeline import STAGES
+from forge_fe import zoo
+from forge_fe.compiler.pipeline import STAGES
+from forge_fe.tools import cli, matrix
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -259,9 +260,9 @@ def test_report_writes_markdown_html_and_plots(tmp_path, capsys):
     assert "expected failure" in row_b and "partition" in row_b
     assert "| net_a | pytorch | 0.99990 | 0.99800 | - |" in text          # PCC by data format
     html = page.read_text()
-    assert html.count("<svg") == 3 and "net_a" in html
+    assert html.count("<svg") == 4 and "net_a" in html
     assert sorted(os.listdir(tmp_path / "m_plots")) == ["compile_time_vs_ops.svg", "device_share.svg",
-                                                        "pcc_by_format.svg"]
+                                                        "latency_by_arch.svg", "pcc_by_format.svg"]
     matrix.write_record(_record("net_c", "fail", failing_stage="verify", failure_class="wrong result",
                                 error="wrong result: output 0 PCC 0.5 < 0.99"), str(results))
     assert cli.main(["report", "--results", str(results), "--md", str(md), "--html", str(page)]) == cli.EXIT_MATRIX
@@ -271,18 +272,18 @@ def test_report_writes_markdown_html_and_plots(tmp_path, capsys):
 def test_report_run_executes_the_matrix(tmp_path):
     """`forge-fe report --run push -k ...` runs the selected matrix tests and reports their records."""
     md = tmp_path / "m.md"
-    proc = subprocess.run([sys.executable, "-m", "forge_fe.cli", "--quiet", "report", "--run", "push", "-k",
+    proc = subprocess.run([sys.executable, "-m", "forge_fe.tools.cli", "--quiet", "report", "--run", "push", "-k",
                            "onnx and mobilenet_v2 and not data_format", "--results", str(tmp_path / "rec"),
                            "--tests", os.path.join(REPO, "tests", "models"), "--md", str(md),
-                           "--html", str(tmp_path / "m.html")], env=ENV, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+                           "--html", str(tmp_path / "m.html"), "--workers", "0"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "1 records: 1 pass" in proc.stdout
+    assert "1 records: 1 pass" in proc.stdout and "1 architectures" in proc.stdout
     assert "| mobilenet_v2 | onnx |" in md.read_text()
 
 
 def test_help_lists_examples_and_usage_errors_exit_2(capsys):
-    proc = subprocess.run([sys.executable, "-m", "forge_fe.cli", "--help"], env=ENV, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "forge_fe.tools.cli", "--help"], env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0 and "examples:" in proc.stdout and "exit codes:" in proc.stdout
     for sub in ("compile", "run", "read", "report"):
         with pytest.raises(SystemExit) as exc:

@@ -15,7 +15,7 @@ from forge_fe.mesh.propagate import Partitioner
 from forge_fe.mesh.runtime import MESH_KERNELS, MeshProgram
 from forge_fe.mesh.sharding import Sharding
 from forge_fe.op import OPS
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.compiler.lower_ttir import lower_graph
 
 Y = 1          # mesh axis "y" (cluster_axis 1)
 
@@ -301,7 +301,7 @@ def test_binary_records_its_mesh_and_refuses_another(mlp_on_n300, tmp_path):
 
 
 def test_cli_compiles_and_runs_for_a_mesh(tmp_path, capsys):
-    from forge_fe.cli import EXIT_OK, EXIT_RUNTIME, main
+    from forge_fe.tools.cli import EXIT_OK, EXIT_RUNTIME, main
     out, x = tmp_path / "b.ttb", tmp_path / "x.npz"
     assert main(["--quiet", "compile", "forge_fe.zoo:bert_tiny", "-o", str(out), "--mesh", "n300",
                  "--save-inputs", str(x)]) == EXIT_OK
@@ -322,7 +322,7 @@ def test_unknown_meshes_are_refused_early():
 # ---- memory plan ------------------------------------------------------------------------------------
 
 def test_a_model_too_big_for_one_chip_names_its_tensors_and_the_mesh_that_fits(monkeypatch):
-    from forge_fe import binary_builder
+    from forge_fe.compiler import binary_builder
     from forge_fe.binary import model as bm
     small = bm.SystemDesc("wormhole_b0", (8, 8), 1464 * 1024, 4 * 2**20, 288e9, 1.0e9)    # a 4 MiB "chip"
     monkeypatch.setitem(binary_builder.ARCHS, "wormhole_b0", small)
@@ -360,3 +360,73 @@ def test_llama3_8b_is_planned_shape_only_too_big_for_n150_fits_t3k():
         assert plan["collectives"] == {"all_reduce": 1 + 2 * 32}                 # embedding + 2 per layer
     assert t3k["compute_time_ms"] < n300["compute_time_ms"] < n150["compute_time_ms"]
     assert n150["link_time_ms"] == 0 < n300["link_time_ms"]
+
+
+# ---- generation on a mesh ---------------------------------------------------------------------------
+
+def test_compile_lm_generates_hf_tokens_on_a_mesh_with_the_kv_cache_split_over_heads(tmp_path):
+    from forge_fe.generation.models import causal_lm
+    model = causal_lm("llama", num_key_value_heads=4)           # 4 KV heads: 2 per chip on an n300
+    model.generation_config.eos_token_id = None
+    lm = forge_fe.compile_lm(model, max_cache_len=32, prefill_buckets=[8],
+                             compiler_cfg=forge_fe.CompilerConfig(mesh="n300"))
+    ids = torch.randint(0, 512, (1, 6), generator=torch.Generator().manual_seed(3))
+    want = model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert torch.equal(lm.generate(ids, max_new_tokens=12), want)
+    decode = lm.report.to_dict()["mesh"]["decode"]
+    # 4 cache tensors (k, v of 2 layers), per chip 2 of the 4 heads, each head [32 slots, 16] padded to one
+    # 32x32 fp32 tile: half of what one chip would hold
+    assert decode["per_device_kv_cache_bytes"] == 4 * 2 * (32 * 32 * 4)
+    assert decode["collectives"] == {"all_reduce": 5}           # embedding + attention and MLP per layer
+    lm.save(tmp_path / "lm.ttb")
+    with pytest.raises(RuntimeFailure, match="compiled for mesh n300"):
+        forge_fe.load(tmp_path / "lm.ttb", mesh="p150")
+    assert torch.equal(forge_fe.load(tmp_path / "lm.ttb", mesh="n300").generate(ids, max_new_tokens=12), want)
+
+
+def test_link_model_prices_bytes_over_links_and_topology():
+    """cost.py's model: time grows with the bytes over the axis bandwidth; a ring beats a line of the
+    same links (both directions); more links are faster; one chip costs nothing."""
+    from dataclasses import replace
+    from forge_fe.binary import model as bm
+    from forge_fe.compiler.binary_builder import ARCHS
+    from forge_fe.mesh.cost import collective_time
+    from forge_fe.mesh.systems import Axis
+    system = ARCHS["wormhole_b0"]
+    t3k = resolve_mesh("t3k", (1, 8))                          # ring, 1 usable link per pair
+    line = replace(t3k, axes=(t3k.axes[0], Axis("line", 1)))
+    wide = replace(t3k, axes=(t3k.axes[0], Axis("ring", 4)))
+    small, big = (bm.TensorDesc("x", (1024, 1024), "bfloat16", "Float16_b"),
+                  bm.TensorDesc("x", (2048, 1024), "bfloat16", "Float16_b"))
+    for op in ("ttir.all_gather", "ttir.all_reduce", "ttir.reduce_scatter"):
+        a, b = collective_time(op, small, 1, t3k, system), collective_time(op, big, 1, t3k, system)
+        assert 1.9 < b / a < 2.0                                # bandwidth-bound at 2 MB, latency adds a little
+        assert collective_time(op, small, 1, wide, system) < a  # more links
+        assert collective_time(op, small, 0, t3k, system) == 0  # the 1-chip axis
+    gather = [collective_time("ttir.all_gather", small, 1, m, system) for m in (t3k, line)]
+    assert gather[0] < gather[1]                                # a ring uses both directions
+    bw = t3k.axis_bandwidth(1)
+    assert bw == 12.5e9                                         # 100 Gbps per direction, one usable link
+    assert collective_time("ttir.all_gather", small, 1, line, system) > 7 * 2 * 2**20 / bw
+
+
+def test_a_meta_device_model_is_planned_but_not_compiled_to_a_binary():
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 64)).eval()
+    x = torch.randn(2, 64)
+    plan = forge_fe.mesh.plan(model, [x], mesh="n300", shard_specs={"0.weight": ("y", None), "2.weight": (None, "y")})
+    assert plan["shape_only"] and plan["fits"] and plan["collectives"] == {"all_reduce": 1}
+    with pytest.raises(ForgeError, match="weights on the meta device"):
+        forge_fe.compile(model, [x], compiler_cfg=forge_fe.CompilerConfig(mesh="n300"))
+
+
+def test_fewer_heads_than_chips_replicates_the_projection_instead_of_gathering():
+    from forge_fe import zoo
+    model, x = zoo.llama_tiny(seq=8)                        # 4 query heads, 2 KV heads
+    cm = forge_fe.compile(model, x, compiler_cfg=forge_fe.CompilerConfig(mesh="1x8"))
+    mesh = cm.report.to_dict()["mesh"]
+    assert "model.layers.0.self_attn.k_proj.weight" not in mesh["parameters"]
+    assert any("2 heads do not divide over axis 'y' of 8 chips" in n for n in mesh["notes"])
+    assert "all_gather" not in mesh["collectives"]
+    assert mesh["parameters"]["model.layers.0.mlp.up_proj.weight"] == "[y, -]"     # the MLP still splits
+    forge_fe.verify(x, model, cm)

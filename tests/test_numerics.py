@@ -1,11 +1,11 @@
-"""forge_fe.numerics: bf16 / block-float formats and math-fidelity matmul emulation."""
+"""forge_fe.device.numerics: bf16 / block-float formats and math-fidelity matmul emulation."""
 
 import ml_dtypes
 import numpy as np
 import pytest
 import torch
 
-from forge_fe import numerics as N
+from forge_fe.device import numerics as N
 from forge_fe.config import DataFormat, MathFidelity
 
 BFP = [(DataFormat.Bfp8_b, 7), (DataFormat.Bfp4_b, 3)]

@@ -18,7 +18,7 @@ from tvm import relax
 
 from forge_fe.errors import FrontendError
 from tvm_ext.frontend import from_onnx
-from tvm_ext.frontend import onnx_converters
+from tvm_ext.frontend.onnx import common, elementwise, patch
 
 RTOL = ATOL = 1e-4
 
@@ -331,7 +331,7 @@ def test_cnn_dynamo_exporter(cnn):
 
 
 # --------------------------------------------------------------------------
-# recurrent ops (tvm_ext/frontend/onnx_rnn_converters.py): torch exports through forge_fe
+# recurrent ops (tvm_ext/frontend/onnx/rnn.py): torch exports through forge_fe
 # --------------------------------------------------------------------------
 
 
@@ -417,7 +417,7 @@ def test_recurrent_unsupported_activation_names_it():
 
 
 # --------------------------------------------------------------------------
-# Scan and Loop (tvm_ext/frontend/onnx_scan_converters.py): unrolled, through
+# Scan and Loop (tvm_ext/frontend/onnx/scan.py): unrolled, through
 # forge_fe against onnxruntime
 # --------------------------------------------------------------------------
 
@@ -763,8 +763,8 @@ def test_data_dependent_shapes_warn():
 
 
 def test_importer_is_restored_and_caller_model_untouched():
-    fe = onnx_converters._tvm_onnx
-    wrapped = sorted(onnx_converters.IMPORTER_FIXES)
+    fe = patch._tvm_onnx
+    wrapped = sorted(patch.IMPORTER_FIXES)
     assert {"_parse_graph_initializers", "_parse_graph_input", "from_onnx"} <= set(wrapped)
     before = [fe._get_convert_map] + [fe.ONNXGraphImporter.__dict__[name] for name in wrapped]
     model = make_model([oh.make_node("Relu", ["x"], ["y"])], [vi("x", [2])], [vi("y", [2])])
@@ -886,19 +886,19 @@ def test_error_converter_crash_names_the_node(capsys):
 
 
 def test_error_converter_crash_in_unnamed_node(monkeypatch):
-    class Broken(onnx_converters.OnnxOpConverter):
+    class Broken(common.OnnxOpConverter):
         @classmethod
         def _impl_v1(cls, bb, inputs, attr, params):
             raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setitem(onnx_converters.FIXED_CONVERTERS, "Relu", Broken)
+    monkeypatch.setitem(elementwise.CONVERTERS, "Relu", Broken)
     model = make_model([oh.make_node("Relu", ["x"], ["y"])], [vi("x", [2])], [vi("y", [2])])
     with pytest.raises(FrontendError, match=r"Relu node 'Relu_0'.*: RuntimeError: boom second line"):
         from_onnx(model, {"x": (2,)}, {})
 
 
 # --------------------------------------------------------------------------
-# LinearAttention / CausalConvWithState (tvm_ext/frontend/onnx_linear_attention.py):
+# LinearAttention / CausalConvWithState (tvm_ext/frontend/onnx/linear_attention.py):
 # single nodes through forge_fe against onnx's reference evaluator
 # --------------------------------------------------------------------------
 
@@ -984,7 +984,7 @@ def test_linear_attention_and_causal_conv_unsupported_attribute_names_it(make, a
 
 
 # --------------------------------------------------------------------------
-# Quantized ops (onnx_quant_converters.py) and tensor ops (onnx_tensor_converters.py)
+# Quantized ops (tvm_ext/frontend/onnx/quant.py) and tensor ops (onnx/tensor.py)
 # through forge_fe.compile: integer results compared exactly, float results with
 # the tolerance of float32 rounding of the op's arithmetic
 # --------------------------------------------------------------------------
@@ -1205,8 +1205,8 @@ def test_tensor_scatter_matches_the_reference_exactly(mode, axis):
 
 
 # --------------------------------------------------------------------------
-# TVM converter conventions fixed in onnx_extra_converters.py (training BatchNorm momentum,
-# float Mod, SpaceToDepth CRD, ConvTranspose output_shape, NMS strict IoU, separable Resize),
+# TVM converter conventions fixed in tvm_ext/frontend/onnx/ (training BatchNorm momentum, float Mod,
+# SpaceToDepth CRD, ConvTranspose output_shape, NMS strict IoU, separable Resize),
 # through forge_fe.compile against onnxruntime or onnx's reference evaluator
 # --------------------------------------------------------------------------
 
@@ -1370,7 +1370,7 @@ def test_nms_with_run_time_thresholds_is_refused_not_defaulted():
 
 
 # --------------------------------------------------------------------------
-# Signal ops (tvm_ext/frontend/onnx_signal_converters.py): DFT and STFT as matmuls with constant
+# Signal ops (tvm_ext/frontend/onnx/signal.py): DFT and STFT as matmuls with constant
 # cos/sin matrices on the device, MelWeightMatrix as a constant; through forge_fe.compile
 # --------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import torch
 
 from forge_fe.graph.graph import Graph
 from forge_fe.op import OPS
-from forge_fe.runtime.executor import DeviceProgram
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.device.executor import DeviceProgram
+from forge_fe.compiler.lower_ttir import lower_graph
 
 F32 = "float32"
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 import forge_fe
 from forge_fe import CompileDepth, CompilerConfig
 from forge_fe.errors import BinaryFormatError, CompileStopped, ForgeError, FrontendError, InputError, VerificationError
-from forge_fe.pipeline import STAGES
+from forge_fe.compiler.pipeline import STAGES
 from forge_fe import zoo
 
 

@@ -5,9 +5,9 @@ import torch
 from forge_fe.graph.graph import Graph
 from forge_fe.op import OPS
 from forge_fe.passes import layout
-from forge_fe.runtime import kernels
-from forge_fe.runtime.executor import DeviceProgram
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.device import kernels
+from forge_fe.device.executor import DeviceProgram
+from forge_fe.compiler.lower_ttir import lower_graph
 
 
 def residual_block(rng):
@@ -40,7 +40,7 @@ def test_fused_conv_chain_matches_unfused(rng, monkeypatch):
     got = fused.run([x])[0]
     monkeypatch.setattr(kernels, "FUSIONS", {})
     monkeypatch.setattr(kernels, "FACTORIES", {})
-    from forge_fe.runtime import executor
+    from forge_fe.device import executor
     monkeypatch.setattr(executor, "FUSIONS", {})
     monkeypatch.setattr(executor, "FACTORIES", {})
     plain = DeviceProgram(prog)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import forge_fe
 from forge_fe.errors import ForgeError
-from forge_fe.runtime import kernels
+from forge_fe.device import kernels
 from framework_compare import SPECIAL_F32, mismatch
 
 NAN, INF = float("nan"), float("inf")
@@ -146,8 +146,72 @@ class Reductions(nn.Module):
 
 def test_reductions_special_values():
     rows = torch.tensor([[1, 2, 3, 4], [NAN, 1, 2, 3], [2, 1, NAN, INF], [INF, 1, 2, 3], [INF, -INF, 1, 2],
-                         [-INF, -1, -2, -3], [-0.0, -0.0, -0.0, -0.0], [1e-40, 1e-40, 0, 0], [5, 5, 5, 5]])
+                         [-INF, -1, -2, -3], [-0.0, -0.0, -0.0, -0.0], [1e-40, 1e-40, 0, 0], [5, 5, 5, 5],
+                         [0, -200, 1, 2]])     # log_softmax -202: log(softmax) would underflow to -inf
     compile_and_compare(Reductions(), [rows], Reductions.NAMES)
+
+
+# ---- the same families through ONNX, against onnxruntime ----------------------------
+
+def onnx_model(nodes, inputs, outputs, opset=20):
+    from onnx import TensorProto, helper
+    types = {"f": TensorProto.FLOAT, "i": TensorProto.INT32, "b": TensorProto.BOOL}
+    info = lambda n, t, s: helper.make_tensor_value_info(n, types[t], s)
+    g = helper.make_graph(nodes, "special", [info(*i) for i in inputs], [info(*o) for o in outputs])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def compare_with_onnxruntime(model, feeds, signed_zeros=()):
+    import onnxruntime as ort
+    golden = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    ours = forge_fe.compile(model, list(feeds.values()))(*feeds.values())
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    bad = [f"{o.name}: {msg}" for o, g, w in zip(model.graph.output, ours, golden)
+           if (msg := mismatch(g, w, signed_zeros=o.name in signed_zeros))]
+    assert not bad, "\n".join(bad)
+
+
+ONNX_UNARY = ["Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Erf", "Sin", "Cos", "Floor", "Ceil",
+              "Sign", "Reciprocal", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "LeakyRelu", "Softsign",
+              "ThresholdedRelu", "Gelu", "Round"]
+
+
+def test_onnx_unary_and_binary_ops_special_values():
+    """Sign(NaN) is NaN, ThresholdedRelu(NaN) is 0 and Gelu(inf) is inf in onnxruntime (torch differs
+    on each): the ONNX converters follow onnxruntime."""
+    from onnx import helper
+    nodes = [helper.make_node(op, ["x"], [op]) for op in ONNX_UNARY]
+    nodes += [helper.make_node(op, ["a", "b"], [op]) for op in ("Add", "Sub", "Mul", "Div", "Max", "Min")]
+    nodes.append(helper.make_node("Mod", ["a", "b"], ["Mod"], fmod=1))
+    outputs = [(op, "f", [1, 16]) for op in ONNX_UNARY] + [(op, "f", [16, 16]) for op in
+                                                         ("Add", "Sub", "Mul", "Div", "Max", "Min", "Mod")]
+    model = onnx_model(nodes, [("x", "f", [1, 16]), ("a", "f", [16, 1]), ("b", "f", [1, 16])], outputs)
+    compare_with_onnxruntime(model, {"x": SPECIAL_F32.reshape(1, 16), "a": SPECIAL_F32.reshape(16, 1),
+                                     "b": SPECIAL_F32.reshape(1, 16)}, signed_zeros={"Neg", "Abs", "Mul", "Div"})
+
+
+def test_onnx_reductions_and_casts_special_values():
+    """ReduceLogSumExp over +inf is +inf (not NaN), LogSoftmax far below the maximum stays finite,
+    ArgMax picks the first NaN, float -> int32 Cast truncates (and stays on the device)."""
+    from onnx import helper
+    rows = np.array([[1, 2, 3, 4], [np.nan, 1, 2, 3], [np.inf, 1, 2, 3], [np.inf, -np.inf, 1, 2],
+                     [-np.inf, -1, -2, -3], [-0.0, -0.0, -0.0, -0.0], [0, -200, 1, 2], [1e-40, 1e-40, 0, 0]],
+                    np.float32)
+    reduce_ops = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceL2"]
+    nodes = [helper.make_node(op, ["x"], [op], axes=[1], keepdims=0) for op in reduce_ops[1:]]
+    nodes.insert(0, helper.make_node("ReduceSum", ["x", "axes"], ["ReduceSum"], keepdims=0))
+    nodes += [helper.make_node("Softmax", ["x"], ["Softmax"], axis=1),
+              helper.make_node("LogSoftmax", ["x"], ["LogSoftmax"], axis=1),
+              helper.make_node("ArgMax", ["x"], ["ArgMax"], axis=1, keepdims=0),
+              helper.make_node("Cast", ["c"], ["Cast"], to=6)]
+    from onnx import TensorProto, numpy_helper
+    model = onnx_model(nodes, [("x", "f", [8, 4]), ("c", "f", [1, 8])],
+                       [(op, "f", [8]) for op in reduce_ops] + [("Softmax", "f", [8, 4]), ("LogSoftmax", "f", [8, 4]),
+                                                                ("ArgMax", "i", [8]), ("Cast", "i", [1, 8])], opset=13)
+    model.graph.output[-2].type.tensor_type.elem_type = TensorProto.INT64
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
+    casts = np.array([[-2.7, -0.5, -0.0, 0.5, 2.9, 1e9, -1e9, 65536.5]], np.float32)
+    compare_with_onnxruntime(model, {"x": rows, "c": casts})
 
 
 # ---- empty tensors -------------------------------------------------------------------

@@ -233,7 +233,7 @@ def test_keras_model_called_with_a_dict_of_named_inputs(tmp_path):
     loaded = forge_fe.load(str(tmp_path / "m.ttb"))
     np.testing.assert_array_equal(loaded(x), cm(x))
     # forge-fe run: an .npz with one array per key
-    from forge_fe import cli
+    from forge_fe.tools import cli
     np.savez(tmp_path / "x.npz", **x)
     assert cli.main(["--quiet", "run", str(tmp_path / "m.ttb"), "--inputs", str(tmp_path / "x.npz"),
                      "--output", str(tmp_path / "y.npz")]) == 0

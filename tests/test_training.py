@@ -15,8 +15,8 @@ from forge_fe.graph.graph import PARAMETER, Graph
 from forge_fe.op import OPS
 from forge_fe.passes import autograd
 from forge_fe.passes.pre_lowering import equalize_ranks
-from forge_fe.runtime.executor import DeviceProgram
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.device.executor import DeviceProgram
+from forge_fe.compiler.lower_ttir import lower_graph
 
 from test_ops import CASES, _sample, op_of
 
@@ -348,7 +348,7 @@ def trained_mlp():
 
 
 def test_binary_holds_forward_backward_and_optimizer_programs(trained_mlp, tmp_path):
-    from forge_fe import cli
+    from forge_fe.tools import cli
     model, cm, opt = trained_mlp
     names = [p.name for p in cm.binary.programs]
     assert [n.split("_", 2)[-1] for n in names] == ["forward", "backward", "optimizer"]

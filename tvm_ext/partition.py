@@ -149,16 +149,22 @@ def _hoist_plumbing(bindings):
     """Move TupleGetItem / alias / Tuple bindings right after the bindings they read.
 
     Valid because the block is pure: plumbing depends only on its sources."""
-    out = []
+    # Each non-plumbing binding opens a group; plumbing joins the group of its latest source, right
+    # after that source (one dict lookup per source, not a scan of everything placed so far).
+    groups, group_of = [[]], {}          # groups[0]: plumbing that reads only function parameters
     for b in bindings:
         v = b.value
         if isinstance(v, (relax.TupleGetItem, relax.Var, relax.Tuple)):
-            deps = [d for d in _plumbing_sources(v) if isinstance(d, relax.Var)]
-            idx = max((i for i, x in enumerate(out) if any(x.var.same_as(d) for d in deps)), default=-1)
-            out.insert(idx + 1, b)
+            deps = [d for d in _plumbing_sources(v) if isinstance(d, relax.Var) and d in group_of]
+            g = max((group_of[d] for d in deps), default=0)
+            members = groups[g]
+            pos = max((i for i, x in enumerate(members) if any(x.var.same_as(d) for d in deps)), default=-1)
+            members.insert(pos + 1, b)
+            group_of[b.var] = g
         else:
-            out.append(b)
-    return out
+            groups.append([b])
+            group_of[b.var] = len(groups) - 1
+    return [b for g in groups for b in g]
 
 
 def _flatten_return(ret, bindings):

@@ -40,7 +40,7 @@ from .fb import SystemDesc as fbSystemDesc
 from .fb import TensorDesc as fbTensorDesc
 from .fb import Version as fbVersion
 from .fb.StepKind import StepKind
-from .model import Binary, CpuSegment, Op, Program, Step, SystemDesc, TensorDesc
+from .model import DTYPES, Binary, CpuSegment, Op, Program, Step, SystemDesc, TensorDesc
 
 # Major: bump on any change old readers cannot read (they refuse the file).
 # Minor: bump when only adding fields (old readers accept and ignore them).
@@ -68,11 +68,7 @@ _MAX_BYTES = flatbuffers.Builder.MAX_BUFFER_SIZE
 
 
 def _dtype_table() -> dict[str, np.dtype]:
-    names = ["float64", "float32", "float16", "int64", "int32", "int16", "int8",
-             "uint64", "uint32", "uint16", "uint8", "bool"]
-    table = {n: np.dtype(n) for n in names}
-    table["bfloat16"] = np.dtype(ml_dtypes.bfloat16)
-    return table
+    return {n: np.dtype(ml_dtypes.bfloat16) if n == "bfloat16" else np.dtype(n) for n in DTYPES}
 
 
 _DTYPES = _dtype_table()
@@ -527,6 +523,7 @@ def _open_envelope(data, source: str) -> tuple[dict, Any]:
 
 
 def _decode(data, source: str) -> tuple[dict, Binary]:
+    from .validate import check_binary
     header, model = _open_envelope(data, source)
     try:
         binary = _read_model(model, header["compiler_version"], source)
@@ -535,7 +532,7 @@ def _decode(data, source: str) -> tuple[dict, Binary]:
     except Exception as e:
         raise _fail(source, f"cannot decode the model ({type(e).__name__}: {e})",
                     "the file passed its checksum, so it was written wrongly; please report it") from e
-    return header, binary
+    return header, check_binary(binary, source)
 
 
 def from_bytes(data: Union[bytes, bytearray, memoryview], *, _source: str = "<bytes>") -> Binary:

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+#: element type names a binary may use (numpy spelling; bfloat16 is ml_dtypes')
+DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+          "uint64", "uint32", "uint16", "uint8", "bool")
+
+
 @dataclass
 class TensorDesc:
     """A tensor as the device sees it."""
@@ -88,7 +93,7 @@ class Binary:
     inputs: list[TensorDesc]        # model inputs, in call order
     outputs: list[str]              # plan value names of the flat model outputs
     constants: dict[str, np.ndarray] = field(default_factory=dict)  # plan-level constants (CPU weights)
-    output_structure: str = ""      # JSON describing how flat outputs nest (see forge_fe.structure)
+    output_structure: str = ""      # JSON describing how flat outputs nest (see forge_fe.frontend.structure)
     debug: dict[str, str] = field(default_factory=dict)  # artifact name -> text (e.g. "ttir.mlir")
     model_name: str = "model"
     # How the device computes: {"math_fidelity": "HiFi4", "fp32_dest_acc_en": true}

@@ -15,9 +15,9 @@ import re
 
 import numpy as np
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel
+from forge_fe.frontend.imported import ImportedModel
 
 
 def _as_inputs(sample_inputs) -> tuple[list, dict | None]:
@@ -113,7 +113,7 @@ def _input_names(model, n) -> list[str]:
 
 
 class _Unrebuildable(Exception):
-    """The callable's output has a node forge_fe.structure cannot rebuild."""
+    """The callable's output has a node forge_fe.frontend.structure cannot rebuild."""
 
 
 def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
@@ -193,11 +193,9 @@ def import_jax(model, sample_inputs, module_name=None) -> ImportedModel:
     for k in params:
         weight_names.setdefault(k, k)
 
-    golden = functools.partial(_golden, model)
-
     name = module_name or _model_name(model)
     return ImportedModel(framework="jax", name=name, mod=mod, params=params, weight_names=weight_names,
-                         input_specs=input_specs, golden=golden, output_structure=spec,
+                         input_specs=input_specs, output_structure=spec,
                          output_dtypes=[str(np.dtype(l.dtype)) for l in leaves], torch_io=False, sources=sources,
                          input_structure=tree)
 
@@ -216,6 +214,3 @@ def golden_outputs(model, inputs):
     xs, tree = _as_inputs(inputs)
     return model(*(structure.unflatten(tree, xs) if tree is not None else xs))
 
-
-def _golden(model, *args):
-    return golden_outputs(model, args)

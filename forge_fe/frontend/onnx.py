@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel
+from forge_fe.frontend.imported import ImportedModel
 
 
 def _load(model):
@@ -58,15 +58,8 @@ def import_onnx(model, sample_inputs, module_name=None) -> ImportedModel:
     out_dtypes = [str(helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)) for o in proto.graph.output]
     n_out = len(proto.graph.output)
     spec = {"t": "leaf"} if n_out == 1 else {"t": "tuple", "children": [{"t": "leaf"}] * n_out}
-    data = path or proto.SerializeToString()
-
-    def golden(*xs):
-        import onnxruntime as ort
-        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        outs = sess.run(None, {n: _as_numpy(x) for n, x in zip(graph_inputs, xs)})
-        return outs[0] if n_out == 1 else tuple(outs)
 
     name = module_name or (os.path.splitext(os.path.basename(path))[0] if path else (proto.graph.name or "onnx_model"))
     return ImportedModel(framework="onnx", name=name, mod=mod, params=params,
-                         weight_names={k: k for k in params}, input_specs=input_specs, golden=golden,
+                         weight_names={k: k for k in params}, input_specs=input_specs,
                          output_structure=spec, output_dtypes=out_dtypes, torch_io=False)

@@ -20,9 +20,9 @@ import re
 
 import numpy as np
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel
+from forge_fe.frontend.imported import ImportedModel
 from forge_fe.frontend.tf_relax import reordered_outputs, simplify_layouts, source_of
 from forge_fe.frontend.tf_tflite import tflite_road
 
@@ -263,10 +263,7 @@ def import_tf(model, sample_inputs, module_name=None, road=None) -> ImportedMode
                                         f"{shlo_error.message}", tflite_error.hint) from tflite_error
     input_specs = [(n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays)]
 
-    def golden(*xs, _owner=trackable):      # keeps a loaded SavedModel (and its variables) alive
-        return _run(fn, _as_arrays(xs)[0])
-
     return ImportedModel(framework="tensorflow", name=module_name or name, mod=mod, params=params,
-                         weight_names=weight_names, input_specs=input_specs, golden=golden,
+                         weight_names=weight_names, input_specs=input_specs,
                          output_structure=spec, output_dtypes=[str(x.dtype) for x in leaves], torch_io=False,
                          sources=sources, input_structure=tree)

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import torch
 
-from forge_fe import structure
+from forge_fe.frontend import structure
 from forge_fe.errors import FrontendError
-from forge_fe.frontend import ImportedModel, shape_only_array
+from forge_fe.frontend.imported import ImportedModel, shape_only_array
 
 
 def _as_tensors(sample_inputs) -> list[torch.Tensor]:
@@ -62,7 +62,7 @@ def _import_with_sources(ep, shape_only: bool = False):
     (import_torch gives them their shapes back without memory)."""
     import tvm
     from tvm import relax
-    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+    from tvm_ext.frontend.exported_program import ExportedProgramImporter, drop_runtime_asserts
     param_ids = {id(p) for p in ep.parameters()} if shape_only else set()
 
     class SourceTrackingImporter(ExportedProgramImporter):
@@ -75,15 +75,6 @@ def _import_with_sources(ep, shape_only: bool = False):
             dtype = str(tensor_value.dtype).replace("torch.", "")
             shape = (1,) if id(tensor_value) in param_ids else tuple(tensor_value.shape)
             return tvm.runtime.tensor(np.zeros(shape, "float32" if dtype == "bfloat16" else dtype))
-
-        def _cumsum(self, node):
-            # TVM keeps the input dtype; torch sums bool/integer inputs in int64: take torch's result dtype.
-            val = node.meta.get("val")
-            if val is None or "out" in node.kwargs:
-                return super()._cumsum(node)
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            dtype = str(val.dtype).replace("torch.", "")
-            return self.block_builder.emit(relax.op.cumsum(self.env[node.args[0]], dim, dtype))
 
         def _index_put(self, node):
             # TVM mis-imports None (full-slice) and omitted trailing indices: see torch_index_put.py
@@ -107,7 +98,7 @@ def _import_with_sources(ep, shape_only: bool = False):
 
     importer = SourceTrackingImporter()
     importer.sources = {}
-    mod = importer.from_exported_program(ep.run_decompositions(), True, False, False, None)
+    mod = importer.from_exported_program(drop_runtime_asserts(ep.run_decompositions()), True, False, False, None)
     # A converter emits helper bindings just before the var it returns: they share its source.
     sources, pending = {}, []
     for block in mod["main"].body.blocks:
@@ -146,10 +137,10 @@ def import_torch(model: torch.nn.Module, sample_inputs, module_name=None, traini
                                 "the model must be exportable with torch.export (no data-dependent Python "
                                 "control flow); see torch.export's error above") from exc
     _check_known_import_gaps(ep)
-    return _imported(model, ep, *_to_relax(ep), golden_out, module_name)
+    return _imported(model, ep, *_to_relax(ep, copy_weights=training), golden_out, module_name)
 
 
-def _to_relax(ep, shape_only: bool = False):
+def _to_relax(ep, shape_only: bool = False, copy_weights: bool = False):
     """Relax module, {weight var name: value} and {var name: torch source} of an ExportedProgram."""
     from tvm import relax
     try:
@@ -165,7 +156,13 @@ def _to_relax(ep, shape_only: bool = False):
     main_params = mod["main"].params
     values = {}
     for var, arr in zip(main_params[len(main_params) - len(params.get("main", [])):], params.get("main", [])):
-        values[var.name] = shape_only_array(var.ty.shape.values, str(var.ty.dtype)) if shape_only else arr.numpy()
+        if shape_only:
+            values[var.name] = shape_only_array(var.ty.shape.values, str(var.ty.dtype))
+        else:
+            # TVM's importer wraps the torch parameters zero-copy (DLPack); for inference keep it that
+            # way: the weights live once, in the framework's own buffers, through codegen, lowering and
+            # the binary. Training updates its parameters in place, so it gets its own copy.
+            values[var.name] = arr.numpy() if copy_weights else torch.from_dlpack(arr).numpy()
     return mod, values, sources
 
 
@@ -196,12 +193,8 @@ def _imported(model, ep, mod, values, sources, golden_out, module_name) -> Impor
     input_specs = [(p.name, tuple(int(d) for d in p.ty.shape.values), str(p.ty.dtype)) for p in user]
     leaves, spec = structure.flatten(golden_out)
 
-    def golden(*xs):
-        with torch.no_grad():
-            return model(*_as_tensors(xs))
-
     return ImportedModel(
         framework="pytorch", name=module_name or type(model).__name__, mod=mod, params=values,
-        weight_names=weight_names, input_specs=input_specs, golden=golden, output_structure=spec,
+        weight_names=weight_names, input_specs=input_specs, output_structure=spec,
         output_dtypes=[str(t.dtype).replace("torch.", "") for t in leaves], torch_io=True, sources=sources,
         frozen={n for n, p in model.named_parameters() if not p.requires_grad})

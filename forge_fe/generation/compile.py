@@ -68,7 +68,7 @@ def compile_lm(model, max_cache_len: int = 256, batch_size: int = 1, compiler_cf
 
     Returns a `CompiledLM` (generate / stream / save / report). `prefill_buckets`: prompt lengths
     the prefill program is compiled for (default `default_buckets(max_cache_len)`)."""
-    from forge_fe import compile as compile_program
+    from forge_fe.compiled import compile as compile_program
     from forge_fe.generation.lm_binary import merge
     from forge_fe.generation.runtime import CompiledLM, LMReport
 

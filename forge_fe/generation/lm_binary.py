@@ -91,5 +91,5 @@ def merge(entries: dict[str, bm.Binary], model_name: str, meta: dict) -> tuple[b
     merged = bm.Binary(compiler_version=first.compiler_version, system=first.system, programs=programs,
                        cpu_segments=cpu_segments, plan=plan, inputs=inputs, outputs=outputs, constants=constants,
                        output_structure=json.dumps({"lm": dict(meta, entries=layout)}), debug=debug,
-                       model_name=model_name, compute_config=first.compute_config)
+                       model_name=model_name, compute_config=first.compute_config, mesh=first.mesh)
     return merged, layout

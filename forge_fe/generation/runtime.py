@@ -49,7 +49,7 @@ class CompiledLM:
             if self.binary is None:
                 raise CompileStopped("runtime", "compilation stopped early; there is no binary to run",
                                      "compile with CompileDepth.FULL to generate")
-            from forge_fe.runtime.executor import Executor
+            from forge_fe.device.executor import Executor
             self._executor = Executor(self.binary)
             for entry in self.meta["entries"].values():
                 caches = set(entry["inputs"][4:])
@@ -210,11 +210,17 @@ class LMReport:
         self.reports = reports or {}        # entry -> CompileReport (compile time only)
         self.programs = _program_rows(meta, binary) if binary is not None else {}
         self.memory_bound = _memory_bound(meta, binary) if binary is not None else {}
+        #: multi-chip: each entry's mesh section (docs/mesh.md), when compiled for a mesh
+        self.mesh = {e: json.loads(binary.debug[f"{e}/mesh.json"]) for e in meta.get("entries", {})
+                     if f"{e}/mesh.json" in binary.debug} if binary is not None else {}
 
     def to_dict(self) -> dict:
-        return {"model": self.meta["model"], "batch_size": self.meta["batch_size"],
-                "max_cache_len": self.meta["max_cache_len"], "prefill_buckets": self.meta["prefill_buckets"],
-                "programs": self.programs, "memory_bound_decode": self.memory_bound}
+        d = {"model": self.meta["model"], "batch_size": self.meta["batch_size"],
+             "max_cache_len": self.meta["max_cache_len"], "prefill_buckets": self.meta["prefill_buckets"],
+             "programs": self.programs, "memory_bound_decode": self.memory_bound}
+        if self.mesh:
+            d["mesh"] = self.mesh
+        return d
 
     def summary(self) -> str:
         m = self.meta
@@ -263,7 +269,7 @@ def _program_rows(meta: dict, binary: bm.Binary) -> dict:
 
 def _memory_bound(meta: dict, binary: bm.Binary) -> dict:
     """Decode is memory-bound on the chip: the bytes every token must read, over the DRAM bandwidth."""
-    from forge_fe.perf_model import tensor_bytes
+    from forge_fe.device.perf_model import tensor_bytes
     layout = meta["entries"]["decode"]
     caches = set(layout["inputs"][4:])
     weight_bytes = cache_bytes = 0.0

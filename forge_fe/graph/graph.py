@@ -13,13 +13,13 @@ import numpy as np
 
 from forge_fe.config import DataFormat
 from forge_fe.errors import CompileError
-from forge_fe.op.registry import OpDef, TensorType
+from forge_fe.op.registry import GraphValue, OpDef, TensorType
 
 INPUT, PARAMETER, CONSTANT, OP = "input", "parameter", "constant", "op"
 
 
 @dataclass(eq=False)
-class Node:
+class Node(GraphValue):
     graph: "Graph"
     name: str
     kind: str
@@ -108,6 +108,22 @@ class Graph:
         for n in self.nodes:
             n.inputs = [new if i is old else i for i in n.inputs]
         self.outputs = [new if o is old else o for o in self.outputs]
+
+    def replace_uses(self, mapping: dict):
+        """replace_all_uses for many nodes in one walk over the graph (old node -> new node; a
+        replacement that is itself replaced is followed to the end of the chain). Passes that
+        rewrite many nodes collect the mapping and call this once: a walk per rewrite is quadratic."""
+        if not mapping:
+            return
+
+        def final(v):
+            while v in mapping:
+                v = mapping[v]
+            return v
+        for n in self.nodes:
+            if any(i in mapping for i in n.inputs):
+                n.inputs = [final(i) for i in n.inputs]
+        self.outputs = [final(o) for o in self.outputs]
 
     def remove_dead(self):
         live = set(self.outputs) | set(self.inputs)

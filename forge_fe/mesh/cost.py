@@ -1,7 +1,7 @@
 """Performance model of a mesh: per-chip compute from the single-chip model, collectives from
 the ethernet links.
 
-    program time = compute (forge_fe.perf_model on the per-chip program: every chip runs the
+    program time = compute (forge_fe.device.perf_model on the per-chip program: every chip runs the
                    same program on its shards, so one chip's estimate is the mesh's)
                  + link time (the sum over its collectives of the model below)
 
@@ -26,8 +26,8 @@ import math
 
 from forge_fe.binary import model as bm
 from forge_fe.mesh.systems import HOP_LATENCY_S, Mesh
-from forge_fe import perf_model
-from forge_fe.perf_model import TILE_CYCLES, Cost, rule, tensor_bytes
+from forge_fe.device import perf_model
+from forge_fe.device.perf_model import TILE_CYCLES, Cost, rule, tensor_bytes
 
 COLLECTIVES = ("ttir.all_reduce", "ttir.all_gather", "ttir.reduce_scatter")
 

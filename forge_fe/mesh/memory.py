@@ -11,7 +11,8 @@ per element):
   keeps only the const-eval results), results stay;
 * run peak: the weights plus the largest set of activations alive at once in a per-call program
   (a value is alive from the op that makes it to its last reader; program inputs from the start);
-* KV cache: none here (models compiled for generation add it, see docs/mesh.md).
+* KV cache (programs of forge_fe.compile_lm): the cache tensors the program writes (index_copy);
+  they persist between calls, are updated in place, and count next to the weights.
 
 peak = max(load peak, run peak) must fit the chip's DRAM (SystemDesc.dram_size: 12 GiB on
 Wormhole, 32 GiB on Blackhole). A global tensor that crosses the program boundary lives on the
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from forge_fe.graph.graph import INPUT, Graph, Node
-from forge_fe.perf_model import TILE_ELEMS, bytes_per_element, tiles
+from forge_fe.device.perf_model import TILE_ELEMS, bytes_per_element, tiles
 
 
 def node_bytes(n: Node) -> int:
@@ -34,6 +35,7 @@ class ProgramMemory:
     name: str
     weights: list = field(default_factory=list)      # [(framework name, bytes, from const-eval)] shards
     activation_peak: int = 0
+    kv_cache: int = 0                                # bytes of the KV-cache pieces it writes
 
     @property
     def weight_bytes(self) -> int:
@@ -67,6 +69,9 @@ def program_memory(graph: Graph, name: str, private: bool = False) -> ProgramMem
             name = src.meta.get("weight_of") or src.meta.get("framework_name", src.name)
             pm.weights.append((name, node_bytes(n), src.kind == INPUT))
             resident.add(n)
+    writes = [n for n in graph.nodes if n.op is not None and n.op.name == "index_copy"]
+    pm.kv_cache = sum(node_bytes(n) for n in writes)
+    kv = set(writes) | {n.inputs[0] for n in writes}      # written in place, kept between calls
     # activations: a simple liveness sweep in program order
     last = {}
     for i, n in enumerate(graph.nodes):
@@ -79,7 +84,7 @@ def program_memory(graph: Graph, name: str, private: bool = False) -> ProgramMem
     live, peak = 0, 0
     alive = {}
     for i, n in enumerate(graph.nodes):
-        if (private or n not in resident) and n not in on_host:
+        if n not in on_host and n not in kv and (private or n not in resident):
             alive[n] = node_bytes(n)
             live += alive[n]
         peak = max(peak, live)
@@ -107,8 +112,13 @@ class MemoryPlan:
         return own + max([p.activation_peak for p in self.programs if p.name in self.private] + [0])
 
     @property
+    def kv_cache_bytes(self) -> int:
+        return max([p.kv_cache for p in self.programs if p.name not in self.private] + [0])
+
+    @property
     def run_peak(self) -> int:
-        return self.weight_bytes + max([p.activation_peak for p in self.programs if p.name not in self.private] + [0])
+        return self.weight_bytes + max([p.activation_peak + p.kv_cache for p in self.programs
+                                        if p.name not in self.private] + [0])
 
     @property
     def peak_bytes(self) -> int:
@@ -128,7 +138,8 @@ class MemoryPlan:
         return sorted(every.items(), key=lambda w: -w[1])[:k]
 
     def to_json(self) -> dict:
-        return {"per_device_weight_bytes": self.weight_bytes, "per_device_peak_bytes": self.peak_bytes,
+        return {"per_device_weight_bytes": self.weight_bytes, "per_device_kv_cache_bytes": self.kv_cache_bytes,
+                "per_device_peak_bytes": self.peak_bytes,
                 "per_device_load_peak_bytes": self.load_peak, "per_device_run_peak_bytes": self.run_peak,
                 "dram_bytes_per_device": self.dram_bytes, "fits": self.fits}
 

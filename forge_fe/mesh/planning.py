@@ -11,16 +11,16 @@ from __future__ import annotations
 from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import ForgeError
 from forge_fe.mesh.cost import mesh_perf
-from forge_fe.ttir.lower import lower_graph
+from forge_fe.compiler.lower_ttir import lower_graph
 
 
 def plan(model, sample_inputs, mesh=None, mesh_shape=None, **config):
     """The report's 'mesh' section (plus compute/link time) for `model` on `mesh`: a system name,
     a shape, or a list of them (then a list of reports, one per mesh, from one import).
     `config`: other CompilerConfig fields (default_df_override, shard_specs ...)."""
-    from forge_fe.binary_builder import ARCHS
+    from forge_fe.compiler.binary_builder import ARCHS
     from forge_fe.mesh.stage import global_units, shard_for
-    from forge_fe.pipeline import CompileContext, run_pipeline
+    from forge_fe.compiler.pipeline import CompileContext, run_pipeline
     if mesh is None and mesh_shape is None:
         raise ForgeError("shard", "plan() needs a mesh", "e.g. forge_fe.mesh.plan(model, inputs, mesh='t3k')")
     many = isinstance(mesh, (list, tuple))

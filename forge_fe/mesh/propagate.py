@@ -58,19 +58,18 @@ class Partitioner:
         self.values: dict[Node, SValue] = {}
         self.log: list[str] = []
         self.collectives: Counter = Counter()
-        self._const_global: dict[Node, Node] = {}
-        self._placed: dict = {}                 # (source const, Sharding) -> per-chip node
+        self._global: dict[Node, Node] = {}     # source input/constant -> its global node in the new graph
+        self._placed: dict = {}                 # (source input/constant, Sharding) -> per-chip node
         self._resharded: dict = {}              # (per-chip node, Sharding) -> SValue
         self.output_shardings: list[Sharding] = []
 
     # ---- the pass --------------------------------------------------------------------
     def run(self) -> Graph:
-        for n in self.src.inputs:
-            s = self.seeds.get(n) or Sharding.replicated(len(n.shape))
-            g = self.out.add_input(n.name, n.shape, n.dtype)
+        for n in self.src.inputs:     # arguments keep their order; unseeded ones are placed as first used
+            g = self._global[n] = self.out.add_input(n.name, n.shape, n.dtype)
             g.meta, g.df = dict(n.meta), n.df
-            self.values[n] = SValue(n, self._mesh_shard(g, n, s, "full_to_shard"), s)
-            self.log.append(f"%{n.name} = input : {list(n.shape)} {s}")
+            s = self.seeds.get(n)
+            self.values[n] = SValue(n, None, None) if s is None else SValue(n, self._piece(n, s), s)
         for n in self.src.nodes:
             if n.kind == INPUT:
                 continue
@@ -133,9 +132,9 @@ class Partitioner:
     def place(self, v: SValue, want: Sharding) -> SValue:
         """`v` laid out as `want` (no partial sums): a constant is placed, a value resharded."""
         if v.node is None:
-            if v.sharding is None or v.sharding == want:    # unseeded constants adopt the layout asked for
-                return SValue(v.orig, self._const(v.orig, want), want)
-            v = SValue(v.orig, self._const(v.orig, v.sharding), v.sharding)
+            if v.sharding is None or v.sharding == want:    # unseeded arguments adopt the layout asked for
+                return SValue(v.orig, self._piece(v.orig, want), want)
+            v = SValue(v.orig, self._piece(v.orig, v.sharding), v.sharding)
         if v.sharding == want:
             return v
         key = (v.node, want)
@@ -149,14 +148,17 @@ class Partitioner:
             return v
         return self.place(v, v.sharding or Sharding.replicated(len(v.shape)))
 
-    def _const(self, n: Node, s: Sharding) -> Node:
+
+    def _piece(self, n: Node, s: Sharding) -> Node:
+        """The per-chip piece (laid out as `s`) of a program argument: an input or a constant."""
         key = (n, s)
         if key not in self._placed:
-            g = self._const_global.get(n)
+            g = self._global.get(n)
             if g is None:
-                g = self._const_global[n] = self.out.add_const(n.name, n.value, kind=n.kind, meta=n.meta)
+                g = self._global[n] = self.out.add_const(n.name, n.value, kind=n.kind, meta=n.meta)
                 g.df = n.df
             self._placed[key] = self._mesh_shard(g, n, s, "full_to_shard")
+            self.log.append(f"%{n.name} = {n.kind} : {list(n.shape)} {s}")
         return self._placed[key]
 
     def new_const(self, name: str, value: np.ndarray, s: Sharding, like: Node) -> Node:
@@ -412,11 +414,19 @@ def vocab_parallel_take(p, n, table, idx, axis):
     return SValue(n, op("masked", "where", [mask, looked, zero_f], n.shape, out), out)
 
 
+def cache_write(p, n, ins):
+    """index_copy (KV-cache write): the cache and the new rows split alike (batch, heads, head dim);
+    the sequence dims whole. The rows written come from the column-parallel k/v projections, so the
+    cache ends up split over the heads: each chip keeps its heads' cache."""
+    labels = [["b", "h", "s", "d"], ["b", "h", "r", "d"]] + [[None] * len(v.shape) for v in ins[2:]]
+    return label_rule(p, n, ins, labels, ["b", "h", "s", "d"], fixed={"s", "r"})
+
+
 ELEMENTWISE = {v for v in vars(eltwise).values() if isinstance(v, OpDef)}
 RULES = {
     "matmul": matmul, "linear": matmul, "sum": reduction, "mean": reduction, "max": reduction, "min": reduction,
     "prod": reduction, "softmax": along("dim"), "log_softmax": along("dim"), "concat": along("dim"),
     "layer_norm": layer_norm, "permute": permute, "reshape": reshape, "slice": slice_, "broadcast": broadcast,
     "repeat": repeat, "take": take, "conv2d": batch_only, "max_pool2d": batch_only, "avg_pool2d": batch_only,
-    "global_avg_pool2d": batch_only,
+    "global_avg_pool2d": batch_only, "index_copy": cache_write,
 }

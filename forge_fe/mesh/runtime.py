@@ -1,7 +1,7 @@
 """The emulated mesh: one instance of a device program per chip (SPMD), in lockstep.
 
 Every chip has its own tensor slots; an ordinary op runs on each chip's operands with the
-single-chip kernels and numerics (forge_fe.runtime.executor.DeviceProgram); the ops below act on
+single-chip kernels and numerics (forge_fe.device.executor.DeviceProgram); the ops below act on
 all chips' values at once. Chip c is mesh coordinate (c // cols, c % cols); the chips "along
 cluster_axis a" of chip c are those that differ from it only in coordinate a, ordered by it.
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from forge_fe import numerics
+from forge_fe.device import numerics
 from forge_fe.errors import RuntimeFailure
-from forge_fe.runtime.executor import DeviceProgram
+from forge_fe.device.executor import DeviceProgram
 
 
 def _groups(mesh_shape, axis):
@@ -117,7 +117,20 @@ class MeshProgram(DeviceProgram):
 
     def __init__(self, prog, compute, mesh_shape, shared=None):
         self.mesh_shape = tuple(int(d) for d in mesh_shape)
+        # mesh_shard pieces are views of the global tensor: position of the program input each views
+        self._piece_of_input = {op.outputs[0]: prog.inputs.index(op.inputs[0]) for op in prog.ops
+                                if op.name == "ttir.mesh_shard" and op.inputs[0] in prog.inputs}
         super().__init__(prog, compute, shared)
+
+    def _in_place(self, op, fn, free):
+        """A cache write may update its operand in place only if that is a piece of a donated input
+        (then the global tensor the caller donated is updated); any other piece is copied first,
+        since writing a view would change the caller's tensor."""
+        t = op.inputs[0]
+        pos = self._piece_of_input.get(t)
+        if pos is None:
+            return super()._in_place(op, fn, free)
+        return lambda ins, a: fn(ins if (pos in self.donated and t in free) else [ins[0].clone()] + ins[1:], a)
 
     def run(self, inputs):
         base = self._bind(inputs)
@@ -130,6 +143,8 @@ class MeshProgram(DeviceProgram):
                 except Exception as exc:
                     raise RuntimeFailure(f"mesh op {op.name} at {op.loc or '?'} in program '{self.prog.name}' "
                                          f"failed: {exc}") from exc
+                if op.name == "ttir.mesh_shard" and attrs["shard_direction"] == "full_to_shard":
+                    ys = [_round(y, fmt) for y in ys]      # each chip stores its piece in the tensor's format
                 for c, y in zip(chips, ys):
                     c[out] = y if y.dtype == dtype else y.to(dtype)
             else:

@@ -46,9 +46,23 @@ def _role_dims(param: Node, graphs: list[Graph], bridge: dict) -> dict:
                 k, n = (r - 1, r - 2) if u.attrs.get("transpose_b") else (r - 2, r - 1)
                 found.setdefault("K", dmap.index(k))
                 found.setdefault("N", dmap.index(n))
+                found.setdefault("heads", _heads(u, users))
             elif u.op is OPS["take"] and u.inputs[0] is node and "index" not in u.attrs and u.attrs["axis"] == 0:
                 found.setdefault("vocab", dmap.index(0))
     return found
+
+
+def _heads(mm: Node, users: dict) -> int | None:
+    """How many attention heads a projection's output is split into: the reshape (through reshapes)
+    turning its last dim N into [..., heads, N / heads]; None if it is not split into heads."""
+    node = mm
+    while len(users.get(node, [])) == 1 and users[node][0].op is OPS["reshape"]:
+        r = users[node][0]
+        if len(r.shape) == len(node.shape) + 1 and r.shape[-2] * r.shape[-1] == node.shape[-1] \
+                and r.shape[-1] != node.shape[-1]:
+            return r.shape[-2]
+        node = r
+    return None
 
 
 def parameter_seeds(graphs: list[Graph], bridge: dict, mesh: Mesh, specs: dict | None, notes: list) -> dict:
@@ -78,6 +92,11 @@ def parameter_seeds(graphs: list[Graph], bridge: dict, mesh: Mesh, specs: dict |
         elif n.shape[dim] % chips:
             notes.append(f"{name}: {role}-parallel dim {dim} (size {n.shape[dim]}) does not divide over "
                          f"axis '{AXIS_NAMES[tp]}' of {chips} chips: replicated")
+        elif role == "column" and uses.get("heads") and uses["heads"] % chips:
+            # fewer (KV) heads than chips: each chip computes them all (Megatron's KV replication),
+            # cheaper than splitting inside a head and gathering it back
+            notes.append(f"{name}: {uses['heads']} heads do not divide over axis '{AXIS_NAMES[tp]}' of {chips} "
+                         "chips: replicated")
         else:
             seeds[n] = Sharding.replicated(len(n.shape)).with_dim(dim, tp)
     return seeds

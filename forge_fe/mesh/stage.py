@@ -86,7 +86,7 @@ def _checked(g):
 
 
 def plan_memory(programs: dict, mesh: Mesh) -> memory.MemoryPlan:
-    from forge_fe.binary_builder import ARCHS
+    from forge_fe.compiler.binary_builder import ARCHS
     return memory.plan([p for progs in programs.values() for p in progs], ARCHS[mesh.arch].dram_size)
 
 
@@ -152,7 +152,8 @@ def _fit_error(ctx, mesh, mp, units, specs) -> MeshMemoryError:
 
 
 def _report_text(mesh: Mesh, result: dict, mp: memory.MemoryPlan) -> str:
-    axes = ", ".join(f"axis {AXIS_NAMES[i]}: {mesh.shape[i]} chips ({a.topology}, {a.links} links)"
+    axes = ", ".join(f"axis {AXIS_NAMES[i]}: {mesh.shape[i]} chip{'s' * (mesh.shape[i] > 1)}"
+                     + (f" ({a.topology}, {a.links} link{'s' * (a.links > 1)} per neighbour pair)" if mesh.shape[i] > 1 else "")
                      for i, a in enumerate(mesh.axes))
     lines = [f"mesh {mesh.name}: {axes}", "", "parameter shardings (framework dims; '-' = whole):"]
     lines += [f"  {n} {s}" for n, s in sorted(result["parameters"].items())] or ["  (none: every weight replicated)"]

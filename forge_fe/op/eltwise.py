@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from forge_fe.numerics import integer_division
+from forge_fe.device.numerics import integer_division
 from forge_fe.op.registry import (NotOnDevice, TensorType, broadcast_shape, defop, relax_attrs,
                                   relax_tensor_args, same_as_first, simple_lower)
 from forge_fe.ttir import emitter as E

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from forge_fe.op.nn import NCHW_TO_NHWC, NHWC_TO_NCHW, _permute
+from forge_fe.op.layout import NCHW_TO_NHWC, NHWC_TO_NCHW, _permute
 from forge_fe.op.registry import TensorType, defop
 from forge_fe.ttir import emitter as E
 

@@ -12,48 +12,8 @@ import torch.nn.functional as F
 
 from forge_fe.op.registry import (NotOnDevice, TensorType, defop, ints, norm_axis, relax_attrs,
                                   relax_tensor_args, same_as_first, simple_lower)
+from forge_fe.op.layout import layout_aware
 from forge_fe.ttir import emitter as E
-
-NCHW_TO_NHWC = (0, 2, 3, 1)
-NHWC_TO_NCHW = (0, 3, 1, 2)
-
-
-def _permute(e, v, perm):
-    return e.op("ttir.permute", [v], tuple(v.shape[p] for p in perm), v.elem,
-                {"permutation": E.I64Array(list(perm))})
-
-
-def _to_nchw(t):
-    return TensorType((t.shape[0], t.shape[3], t.shape[1], t.shape[2]), t.dtype)
-
-
-def _to_nhwc(t):
-    return TensorType((t.shape[0], t.shape[2], t.shape[3], t.shape[1]), t.dtype)
-
-
-def layout_aware(shape_rule, golden_rule, core_lower):
-    """Rules for an op that takes NCHW (framework) or, with layout="NHWC", channels-last input.
-
-    `shape_rule`/`golden_rule` are written for NCHW; `core_lower(e, ins, a, nhwc_shape, out)` emits
-    the NHWC device op. NCHW instances lower with permutes around it; the channels_last pass
-    (passes/layout.py) rewrites them to NHWC so those permutes cancel across the graph."""
-    def shape(ins, a):
-        if a.get("layout") == "NHWC":
-            return _to_nhwc(shape_rule([_to_nchw(ins[0])] + list(ins[1:]), a))
-        return shape_rule(ins, a)
-
-    def golden(ins, a):
-        if a.get("layout") == "NHWC":
-            return golden_rule([ins[0].permute(NHWC_TO_NCHW)] + list(ins[1:]), a).permute(NCHW_TO_NHWC)
-        return golden_rule(ins, a)
-
-    def lower(e, ins, a, out):
-        if a.get("layout") == "NHWC":
-            return core_lower(e, ins, a, out.shape, out)
-        n, c, h, w = out.shape
-        y = core_lower(e, [_permute(e, ins[0], NCHW_TO_NHWC)] + list(ins[1:]), a, (n, h, w, c), out)
-        return _permute(e, y, NHWC_TO_NCHW)
-    return dict(shape=shape, golden=golden, lower=lower)
 
 
 def _conv_out(size, k, stride, pad_lo, pad_hi, dilation, ceil_mode=False):
@@ -423,8 +383,18 @@ softmax = defop("softmax", shape=same_as_first, golden=lambda ins, a: torch.soft
 
 
 def _log_softmax_lower(e, ins, a, out):
-    s = e.op("ttir.softmax", ins, out.shape, out.elem, {"dimension": E.SI32(a["dim"])}, data_format=out.data_format)
-    return e.op("ttir.log", [s], out.shape, out.elem, data_format=out.data_format)
+    """(x - max) - log(sum(exp(x - max))): log(softmax(x)) underflows to -inf once an entry is
+    ~104 below the maximum (float32 exp), where the true value is finite."""
+    dim = norm_axis(a["dim"], len(out.shape))
+    kept = tuple(1 if i == dim else d for i, d in enumerate(out.shape))
+    fmt = out.data_format
+    red = {"dim_arg": E.I32List([dim]), "keep_dim": E.Bool(True)}
+    m = e.op("ttir.max", ins, kept, out.elem, red, data_format=fmt)
+    shifted = e.op("ttir.subtract", [ins[0], m], out.shape, out.elem, data_format=fmt)
+    total = e.op("ttir.sum", [e.op("ttir.exp", [shifted], out.shape, out.elem, data_format=fmt)], kept, out.elem,
+                 red, data_format=fmt)
+    return e.op("ttir.subtract", [shifted, e.op("ttir.log", [total], kept, out.elem, data_format=fmt)], out.shape,
+                out.elem, data_format=fmt)
 
 
 log_softmax = defop("log_softmax", shape=same_as_first, golden=lambda ins, a: torch.log_softmax(ins[0], a["dim"]),

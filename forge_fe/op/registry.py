@@ -15,6 +15,12 @@ Calling an OpDef is how the generated Forge module uses it:
 records a node when its inputs are graph nodes (tracing).
 
 Registries are dicts keyed by the OpDef object; names are derived from it.
+
+Dependency direction: the graph imports the registry, never the reverse. Ops are defined
+(and registered at import) before any graph exists, a graph node holds its OpDef and the
+rules are called on nodes, so the graph needs the registry's types; the registry only needs
+to recognise a traced value, which it does through :class:`GraphValue`, the base class of
+`forge_fe.graph.graph.Node`, defined here.
 """
 from __future__ import annotations
 
@@ -42,6 +48,12 @@ class OutInfo:
     data_format: str     # DataFormat name
 
 
+class GraphValue:
+    """Base of graph nodes (`forge_fe.graph.graph.Node`): an OpDef called with one among its
+    inputs records a node in that value's graph (`value.graph.add_op`) instead of evaluating."""
+    __slots__ = ()
+
+
 class NotOnDevice(Exception):
     """Raised by `from_relax` (or a constraint) when this instance must run on the CPU."""
 
@@ -62,9 +74,8 @@ class OpDef:
         return f"OpDef({self.name})"
 
     def __call__(self, name: str, *inputs, **attrs):
-        from forge_fe.graph.graph import Node  # local: graph imports the registry
         for x in inputs:
-            if isinstance(x, Node):
+            if isinstance(x, GraphValue):
                 return x.graph.add_op(self, name, list(inputs), attrs)
         return self.golden(list(inputs), attrs)
 
@@ -123,11 +134,6 @@ def relax_attrs(fn: Callable | None = None) -> Callable:
 
 def ints(xs) -> list[int]:
     return [int(x) for x in xs]
-
-
-def relax_dtype(ty) -> str:
-    """Relax dtypes are PrimType objects in TVM 0.27; everything here uses their string names."""
-    return str(ty.dtype)
 
 
 def static_shape(ty) -> tuple[int, ...]:

@@ -33,11 +33,13 @@ def split_consteval(graph: Graph, frozen_only: bool = False) -> Graph | None:
         clones[n] = c
     ce.outputs = [clones[n] for n in boundary]
     # In the main graph, each boundary node becomes an input supplied by const-eval.
+    replaced = {}
     for n in boundary:
         inp = graph.add_input(f"{n.name}.ce", n.shape, n.dtype)
         inp.meta = dict(n.meta, consteval=True)
         inp.df = n.df
-        graph.replace_all_uses(n, inp)
+        replaced[n] = inp
+    graph.replace_uses(replaced)        # one walk for all of them (a walk per weight is quadratic)
     graph.remove_dead()
     graph.nodes.sort(key=lambda n: 0 if n.kind == "input" else 1)  # inputs first, order kept otherwise
     return ce

@@ -31,10 +31,12 @@ def channels_last(graph: Graph) -> int:
             if x is None:
                 x = graph.add_op(PERMUTE, f"{n.name}.to_nhwc", [n.inputs[0]], {"perm": TO_NHWC}, meta=n.meta,
                                  before=n)
+                x.df = n.inputs[0].df
                 to_nhwc[n.inputs[0]] = x
             graph.release_name(n.name)
             y = graph.add_op(n.op, n.name, [x] + n.inputs[1:], dict(n.attrs, layout="NHWC"), meta=n.meta, before=n)
             out = graph.add_op(PERMUTE, f"{n.name}.to_nchw", [y], {"perm": TO_NCHW}, meta=n.meta, before=n)
+            y.df = out.df = n.df          # the data format survives the layout change
             graph.replace_all_uses(n, out)
             count += 1
     graph.remove_dead()
@@ -58,6 +60,7 @@ def _rewrite(graph, n, op, inputs, attrs, perm):
     moved = graph.add_op(op, n.name, inputs, attrs, meta=n.meta, before=n)
     moved.df = n.df
     out = graph.add_op(PERMUTE, f"{n.name}.perm", [moved], {"perm": perm}, meta=n.meta, before=n)
+    out.df = n.df
     graph.replace_all_uses(n, out)
 
 
@@ -85,6 +88,7 @@ def _sink_one(graph: Graph, n: Node) -> bool:
         if rest == sorted(rest):   # kept dims stay in order: no permute needed after
             graph.release_name(n.name)
             new = graph.add_op(n.op, n.name, [ins[0].inputs[0]], attrs, meta=n.meta, before=n)
+            new.df = n.df
             graph.replace_all_uses(n, new)
             return True
     if _is_permute(n) and _is_permute(ins[0]):
@@ -95,7 +99,9 @@ def _sink_one(graph: Graph, n: Node) -> bool:
             graph.replace_all_uses(n, src)
         else:
             graph.release_name(n.name)
-            graph.replace_all_uses(n, graph.add_op(PERMUTE, n.name, [src], {"perm": composed}, meta=n.meta, before=n))
+            composed_node = graph.add_op(PERMUTE, n.name, [src], {"perm": composed}, meta=n.meta, before=n)
+            composed_node.df = n.df
+            graph.replace_all_uses(n, composed_node)
         return True
     return False
 

@@ -21,35 +21,35 @@ def const_derived(graph: Graph) -> set[Node]:
 
 def decompose(graph: Graph) -> int:
     """Replace every op that has a `decompose` rule by the ops it returns."""
-    count = 0
+    replaced = {}
     for n in list(graph.nodes):
         if n.kind == OP and n.op.decompose is not None:
             new = n.op.decompose(graph, n)
             if new is not None:
-                graph.replace_all_uses(n, new)
-                count += 1
+                replaced[n] = new
+    graph.replace_uses(replaced)
     graph.remove_dead()
-    return count
+    return len(replaced)
 
 
 def remove_noops(graph: Graph) -> int:
     """reshape/broadcast to the same shape, cast to the same dtype, identity permutes; a reshape of a
     reshape reads the first one's input (transformers' decode steps chain several per projection)."""
-    count = 0
+    replaced, chained = {}, 0
     for n in list(graph.nodes):
         if n.kind != OP or not n.inputs:
             continue
         while n.op is op["reshape"] and n.inputs[0].kind == OP and n.inputs[0].op is op["reshape"]:
             n.inputs = [n.inputs[0].inputs[0]]
-            count += 1
+            chained += 1
         x = n.inputs[0]
         same = n.shape == x.shape and n.dtype == x.dtype
         if same and n.op in (op["reshape"], op["broadcast"], op["cast"]) or \
                 (n.op is op["permute"] and list(n.attrs["perm"]) == sorted(n.attrs["perm"])):
-            graph.replace_all_uses(n, x)
-            count += 1
+            replaced[n] = x
+    graph.replace_uses(replaced)
     graph.remove_dead()
-    return count
+    return len(replaced) + chained
 
 
 def _single_user(users, n):
@@ -110,7 +110,7 @@ def _rewrite_conv(graph, n, conv, v):
 
 def fuse_linear(graph: Graph) -> int:
     """matmul(x, W) + b -> linear(x, W, b) when b is a weight-derived vector over the last dim."""
-    count = 0
+    replaced = {}
     consts = const_derived(graph)
     users = graph.users()
     for n in list(graph.nodes):
@@ -122,12 +122,11 @@ def fuse_linear(graph: Graph) -> int:
                 if len(b.shape) != 1:
                     b = graph.add_op(op["reshape"], f"{b.name}.vec", [b], {"shape": [b.shape[-1]]}, before=n)
                 graph.release_name(mm.name)
-                new = graph.add_op(op["linear"], mm.name, mm.inputs + [b], mm.attrs, meta=mm.meta, before=n)
-                graph.replace_all_uses(n, new)
-                count += 1
+                replaced[n] = graph.add_op(op["linear"], mm.name, mm.inputs + [b], mm.attrs, meta=mm.meta, before=n)
                 break
+    graph.replace_uses(replaced)
     graph.remove_dead()
-    return count
+    return len(replaced)
 
 
 def apply_data_formats(graph: Graph, default_df=None, overrides: dict | None = None) -> int:

@@ -23,8 +23,12 @@ def verify_shapes(graph: Graph) -> int:
 
 
 def equalize_ranks(graph: Graph) -> int:
-    """Reshape lower-rank operands of broadcasting ops to the result's rank (leading 1s)."""
+    """Reshape lower-rank operands of broadcasting ops to the result's rank (leading 1s).
+
+    A constant or parameter operand is reshaped here, once (a numpy view: no copy), instead of by
+    a reshape op that every call would run; one reshaped node serves all its readers."""
     count = 0
+    reshaped_consts = {}
     for n in list(graph.nodes):
         if n.kind != OP or n.op not in _BROADCASTING:
             continue
@@ -33,8 +37,20 @@ def equalize_ranks(graph: Graph) -> int:
         for x in n.inputs:
             if len(x.shape) < rank:
                 shape = [1] * (rank - len(x.shape)) + list(x.shape)
-                x = graph.add_op(OPS["reshape"], f"{n.name}.rank", [x], {"shape": shape}, meta=n.meta, before=n)
+                if x.is_const:
+                    key = (id(x), rank)
+                    if key not in reshaped_consts:
+                        c = graph.add_const(f"{x.name}.rank{rank}", x.value.reshape(shape), kind=x.kind, meta=x.meta)
+                        c.df = x.df
+                        reshaped_consts[key] = c
+                    x = reshaped_consts[key]
+                else:
+                    src = x
+                    x = graph.add_op(OPS["reshape"], f"{n.name}.rank", [x], {"shape": shape}, meta=n.meta, before=n)
+                    x.df = src.df
                 count += 1
             new_inputs.append(x)
         n.inputs = new_inputs
+    if reshaped_consts:
+        graph.remove_dead()        # constants whose every reader now takes the reshaped node
     return count

@@ -116,11 +116,6 @@ def ttcore_enum(kind: str):
     return type(f"TTCore_{kind}", (Attr,), {"mlir": lambda self: f"#ttcore.{kind}<{self.value}>"})
 
 
-class F32List(Attr):
-    def mlir(self):
-        return "[" + ", ".join(f"{_f32_literal(v)} : f32" for v in self.value) + "]"
-
-
 def _json_value(attr: Attr):
     v = attr.value
     if isinstance(v, (list, tuple)):

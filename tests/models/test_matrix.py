@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from forge_fe import matrix
-from forge_fe.matrix import MatrixCase
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,7 +63,7 @@ def test_import_failure_is_attributed_and_expected_failures_match_the_stage():
 
 def test_failure_inside_a_stage_is_attributed_to_it(monkeypatch):
     """Whatever a stage raises is recorded against that stage, with the stages before it as reached."""
-    from forge_fe import pipeline
+    from forge_fe.compiler import pipeline
 
     def broken_partition(ctx):
         raise RuntimeError("partitioner bug")
@@ -105,7 +105,7 @@ def test_strict_xfail_fails_when_the_model_starts_passing(tmp_path):
 import sys
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
 import pytest
-from forge_fe import matrix
+from forge_fe.tools import matrix
 from test_matrix import small
 
 CASES = [matrix.MatrixCase("small", "pytorch", "MLP", small, xfail={{"push": ("partition", "was broken")}})]
@@ -121,3 +121,27 @@ def test_push(case):
     assert proc.returncode == 1 and "XPASS(strict)" in proc.stdout, proc.stdout[-2000:]
     rec, = matrix.read_records(str(tmp_path / "rec"))
     assert rec.status == "xpass"
+
+
+def test_entries_have_unique_records_and_name_real_stages():
+    """Every matrix entry writes records under its own key, and each expected failure names a stage
+    the runner can report (a typo would make the strict xfail fail for the wrong reason)."""
+    import glob
+    import importlib.util
+    from forge_fe.compiler.pipeline import STAGES
+    stages = {name for _, name, _ in STAGES} | set(matrix.FAILURE_CLASS)
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*", "test_*.py"))):
+        spec = importlib.util.spec_from_file_location(f"_entries_{len(seen)}_{os.path.basename(path)[:-3]}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except pytest.skip.Exception:              # a framework that is not installed
+            continue
+        for case in getattr(module, "CASES", []):
+            key = (case.framework, case.name)
+            assert key not in seen, f"{key} is defined in {path} and in {seen[key]}"
+            seen[key] = path
+            for size, (stage, why) in case.xfail.items():
+                assert size in case.tiers and stage in stages and why, (case.name, size, stage)
+    assert seen

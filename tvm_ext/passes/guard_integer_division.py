@@ -4,7 +4,7 @@ TVM compiles integer `divide` / `floor_divide` / `mod` / `floor_mod` to the host
 instruction, which kills the whole process with SIGFPE on a zero divisor or INT_MIN / -1.
 torch and onnxruntime refuse a zero divisor with an error, so these calls become
 `call_pure_packed("forge_fe.integer_division.<rounding>", x, y)`, a host function
-(forge_fe.runtime.cpu_builtins) that raises a clean error for zero and wraps INT_MIN / -1.
+(forge_fe.device.cpu_builtins) that raises a clean error for zero and wraps INT_MIN / -1.
 Float division is left alone: IEEE defines it everywhere.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tvm import relax
 
 from tvm_ext.passes.rewrite import constant_folding_pass
 
-#: Relax op -> rounding of forge_fe.numerics.integer_division (TVM: divide truncates, mod is C's %)
+#: Relax op -> rounding of forge_fe.device.numerics.integer_division (TVM: divide truncates, mod is C's %)
 ROUNDING = {"relax.divide": "trunc", "relax.floor_divide": "floor", "relax.mod": "fmod",
             "relax.floor_mod": "remainder"}
 

@@ -6,8 +6,8 @@ import functools
 import numpy as np
 import pytest
 
-from forge_fe import matrix
-from forge_fe.matrix import MatrixCase
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
 
 pytest.importorskip("flax")
 

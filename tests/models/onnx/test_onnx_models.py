@@ -4,11 +4,12 @@ onnx.ModelProto and compared with onnxruntime's outputs on the same file."""
 import io
 import warnings
 
-import pytest
 import torch
 
-from forge_fe import matrix, zoo
-from forge_fe.matrix import MatrixCase
+from forge_fe import zoo
+from forge_fe.tools import matrix
+from forge_fe.tools.matrix import MatrixCase
+from forge_fe.tools.matrix_builders import onnx_export, timm_model, torchvision_model
 
 
 def exported(builder_tiny, builder_full, opset, dynamo=False):
@@ -50,16 +51,24 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", matrix.pytest_params(CASES, "push"))
-def test_push(case):
-    matrix.check(case, "push")
+# timm / torchvision classification and segmentation models exported at several opsets (TorchScript
+# exporter; the dynamo exporter at opset 18), each counted under its architecture.
+CASES += [
+    onnx_export(timm_model("resnet18", arch="resnet"), 11),
+    onnx_export(timm_model("efficientnet_lite0", arch="efficientnet-lite"), 13),
+    onnx_export(timm_model("ghostnet_050", arch="ghostnet"), 17),
+    onnx_export(timm_model("regnety_002", arch="regnet"), 13),
+    onnx_export(timm_model("repvgg_a0", arch="repvgg"), 17),
+    onnx_export(timm_model("dla34", arch="dla"), 11),
+    onnx_export(timm_model("convit_tiny", arch="convit", push=dict(img_size=32, patch_size=8, embed_dim=64, depth=2,
+                                                                   num_heads=4)), 17),
+    onnx_export(torchvision_model("squeezenet1_1", arch="squeezenet", push_image=64), 11),
+    onnx_export(torchvision_model("shufflenet_v2_x0_5", arch="shufflenet_v2"), 13,
+                xfail=("import", "TVM's ONNX Conv converter finds no static weight shape after the channel shuffle")),
+    onnx_export(torchvision_model("mobilenet_v3_small", arch="mobilenet_v3"), 18, dynamo=True),
+    onnx_export(torchvision_model("efficientnet_b0", arch="efficientnet"), 18, dynamo=True),
+    onnx_export(torchvision_model("swin_t", arch="swin", push_image=64), 17,
+                xfail=("import", "ConstantOfShape of a computed shape (the shifted-window attention mask)")),
+]
 
-
-@pytest.mark.parametrize("case,data_format", matrix.pytest_format_params(CASES))
-def test_data_format(case, data_format):
-    matrix.check(case, "push", data_format)
-
-
-@pytest.mark.parametrize("case", matrix.pytest_params(CASES, "nightly"))
-def test_nightly(case):
-    matrix.check(case, "nightly")
+test_push, test_data_format, test_nightly = matrix.pytest_tests(CASES)

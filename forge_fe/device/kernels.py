@@ -1,0 +1,378 @@
+"""Kernels of the emulated device: one function per TTIR op, keyed by the op's name.
+
+This table is the device's instruction set as the runtime sees it. Kernels are
+written with torch because its CPU kernels (oneDNN convolutions, MKL/OpenBLAS
+GEMM) are the fast path the emulator needs (see docs/kernels.md); TVM's untuned
+llvm code is two orders of magnitude slower on convolutions.
+
+Signature: ``kernel(inputs: list[torch.Tensor], attrs: dict) -> torch.Tensor``.
+Attributes arrive as plain JSON values in TTIR spelling. The executor casts each
+result to the dtype its tensor descriptor declares, so kernels may return any dtype.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from forge_fe.device.numerics import integer_division
+
+KERNELS: dict = {}
+
+
+def kernel(*names):
+    def reg(fn):
+        for n in names:
+            KERNELS[n] = fn
+        return fn
+    return reg
+
+
+def _unary(name, fn):
+    KERNELS[f"ttir.{name}"] = lambda ins, a: fn(ins[0])
+
+
+def _binary(name, fn):
+    KERNELS[f"ttir.{name}"] = lambda ins, a: fn(ins[0], ins[1])
+
+
+def _is_true(x):
+    return x if x.dtype == torch.bool else x != 0
+
+
+for _n, _f in {
+    "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "exp": torch.exp, "log": torch.log,
+    "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "neg": torch.neg, "abs": torch.abs, "erf": torch.erf,
+    "sin": torch.sin, "cos": torch.cos, "floor": torch.floor, "ceil": torch.ceil, "sign": torch.sign,
+    "reciprocal": torch.reciprocal, "silu": F.silu,
+    "logical_not": lambda x: torch.logical_not(_is_true(x)),
+}.items():
+    _unary(_n, _f)
+
+for _n, _f in {
+    "add": torch.add, "subtract": torch.sub, "multiply": torch.mul, "maximum": torch.maximum,
+    "minimum": torch.minimum, "pow": torch.pow,
+    "div": lambda x, y: torch.div(x, y) if x.is_floating_point() else integer_division(x, y, "trunc"),
+    "eq": torch.eq, "ne": torch.ne, "gt": torch.gt, "ge": torch.ge, "lt": torch.lt, "le": torch.le,
+    "logical_and": lambda x, y: torch.logical_and(_is_true(x), _is_true(y)),
+    "logical_or": lambda x, y: torch.logical_or(_is_true(x), _is_true(y)),
+}.items():
+    _binary(_n, _f)
+
+
+@kernel("ttir.gelu")
+def _gelu(ins, a):
+    return F.gelu(ins[0], approximate=a.get("approximate", "none"))
+
+
+@kernel("ttir.leaky_relu")
+def _leaky_relu(ins, a):
+    return F.leaky_relu(ins[0], a["parameter"])
+
+
+@kernel("ttir.clamp_scalar")
+def _clamp(ins, a):
+    return torch.clamp(ins[0], a["min"], a["max"])
+
+
+@kernel("ttir.typecast")
+def _typecast(ins, a):
+    return ins[0]            # the executor casts to the result descriptor's dtype
+
+
+@kernel("ttir.where")
+def _where(ins, a):
+    return torch.where(_is_true(ins[0]), ins[1], ins[2])
+
+
+# ---- data movement ------------------------------------------------------------------
+
+@kernel("ttir.reshape")
+def _reshape(ins, a):
+    return ins[0].reshape(a["shape"])
+
+
+@kernel("ttir.permute")
+def _permute(ins, a):
+    return ins[0].permute(a["permutation"])    # a view: no data moves until a consumer needs it
+
+
+@kernel("ttir.transpose")
+def _transpose(ins, a):
+    return ins[0].transpose(a["dim0"], a["dim1"])
+
+
+@kernel("ttir.concat")
+def _concat(ins, a):
+    return torch.cat(ins, a["dim"])
+
+
+@kernel("ttir.slice_static")
+def _slice(ins, a):
+    return ins[0][tuple(slice(b, e, s) for b, e, s in zip(a["begins"], a["ends"], a["step"]))]
+
+
+@kernel("ttir.broadcast")
+def _broadcast(ins, a):
+    x = ins[0]
+    return x.expand([d * m for d, m in zip(x.shape, a["broadcast_dimensions"])])
+
+
+@kernel("ttir.repeat")
+def _repeat(ins, a):
+    return ins[0].repeat(a["repeat_dimensions"])
+
+
+# Kernels that write their operand 0 in place and return it (tt-mlir's cache ops update the cache).
+IN_PLACE_OPS = {"ttir.fill_cache", "ttir.update_cache"}
+
+
+@kernel("ttir.fill_cache")
+def _fill_cache(ins, a):
+    """Rows [0, n) of the cache's sequence dim (dim 2), in place: the executor only hands over a
+    cache operand nothing reads afterwards (DeviceProgram's in-place rule)."""
+    cache, new = ins
+    cache.narrow(2, 0, new.shape[2]).copy_(new)
+    return cache
+
+
+@kernel("ttir.update_cache")
+def _update_cache(ins, a):
+    """One row of the cache's sequence dim at the run-time position ins[2], in place."""
+    cache, new, pos = ins
+    row = int(pos.reshape(-1)[0])
+    if not 0 <= row < cache.shape[2]:
+        raise IndexError(f"update_cache position {row} is outside the cache's {cache.shape[2]} rows")
+    cache.select(2, row).copy_(new.select(2, 0))
+    return cache
+
+
+@kernel("ttir.embedding")
+def _embedding(ins, a):
+    idx, table = ins
+    return F.embedding(idx.long(), table)
+
+
+# ---- reductions ---------------------------------------------------------------------
+
+def _reduce(fn):
+    def run(ins, a):
+        dims = a.get("dim_arg")
+        x = ins[0]
+        dims = list(range(x.dim())) if dims is None else dims
+        return fn(x, dims, a.get("keep_dim", False)) if dims else x
+    return run
+
+
+KERNELS["ttir.sum"] = _reduce(lambda x, d, k: torch.sum(x, d, keepdim=k))
+KERNELS["ttir.mean"] = _reduce(lambda x, d, k: torch.mean(x, d, keepdim=k))
+KERNELS["ttir.max"] = _reduce(lambda x, d, k: torch.amax(x, d, keepdim=k))
+KERNELS["ttir.min"] = _reduce(lambda x, d, k: torch.amin(x, d, keepdim=k))
+
+
+def _prod(x, dims, keep):
+    for d in sorted(dims, reverse=True):
+        x = torch.prod(x, d, keepdim=keep)
+    return x
+
+
+KERNELS["ttir.prod"] = _reduce(_prod)
+
+
+# ---- matmul, conv, pool, norms ------------------------------------------------------
+
+def _mm(ins, a):
+    x, y = ins[0], ins[1]
+    if a.get("transpose_a"):
+        x = x.transpose(-1, -2)
+    if a.get("transpose_b"):
+        y = y.transpose(-1, -2)
+    return x, y
+
+
+@kernel("ttir.matmul")
+def _matmul(ins, a):
+    return torch.matmul(*_mm(ins, a))
+
+
+@kernel("ttir.linear")
+def _linear(ins, a):
+    x, y = _mm(ins, a)
+    if len(ins) > 2:
+        bias = ins[2]
+        if y.dim() == 2 and bias.dim() <= 1 and x.dim() >= 2:
+            # One GEMM over the folded leading dims with the bias as its beta term: no second pass
+            # over the result to add it (x @ y + b, the same sum the device computes).
+            x2 = x.reshape(-1, x.shape[-1])
+            return torch.addmm(bias.expand(y.shape[-1]), x2, y).reshape(*x.shape[:-1], y.shape[-1])
+        return torch.matmul(x, y) + bias
+    return torch.matmul(x, y)
+
+
+@kernel("ttir.softmax")
+def _softmax(ins, a):
+    return torch.softmax(ins[0], a["dimension"])
+
+
+@kernel("ttir.layer_norm")
+def _layer_norm(ins, a):
+    w = ins[1] if len(ins) > 1 else None
+    b = ins[2] if len(ins) > 2 else None
+    return F.layer_norm(ins[0], a["normalized_shape"], w, b, a["epsilon"])
+
+
+def _nchw(x):
+    # NHWC tensor -> NCHW view with channels-last strides (what oneDNN runs fastest).
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(y):
+    return y.permute(0, 2, 3, 1)
+
+
+def _pad_asymmetric(x, padding, value=0.0):
+    t, l, b, r = padding
+    if (t, l) != (b, r):
+        return F.pad(x, (l, r, t, b), value=value), (0, 0)
+    return x, (t, l)
+
+
+@kernel("ttir.conv2d")
+def _conv2d(ins, a):
+    x, pad = _pad_asymmetric(_nchw(ins[0]), a["padding"])
+    b = ins[2].reshape(-1) if len(ins) > 2 else None
+    return _nhwc(F.conv2d(x, ins[1], b, a["stride"], pad, a["dilation"], a["groups"]))
+
+
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def make_conv2d(post_op: str = "none", add_input: bool = False):
+    """A conv2d kernel instance for one op: oneDNN with its weight reordered once and
+    cached (keyed by the weight tensor object, which const-eval results keep stable),
+    optionally fused with what follows it on the device: `+ other` (residual add, the
+    last input) and/or an elementwise post-op ("relu").
+
+    The relu is applied by torch in place on oneDNN's result, not as oneDNN's relu
+    post-op: that post-op turns NaN into 0 (and, after the add post-op, +inf into
+    FLT_MAX), so a NaN input would come out finite. oneDNN's add post-op is IEEE-exact."""
+    cache = {}
+
+    def finish(y):
+        return torch.relu_(y) if post_op == "relu" else y
+
+    def run(ins, a):
+        other = ins[-1] if add_input else None
+        if add_input and other is None:
+            raise RuntimeError("fused conv2d+add is missing its residual operand")
+        conv_ins = ins[:-1] if add_input else ins
+        x, pad = _pad_asymmetric(_nchw(conv_ins[0]), a["padding"])
+        w = conv_ins[1]
+        b = conv_ins[2].reshape(-1) if len(conv_ins) > 2 else None
+        if not _MKLDNN or x.dtype != torch.float32 or (other is not None and other.dtype != torch.float32):
+            y = _nhwc(F.conv2d(x, w, b, a["stride"], pad, a["dilation"], a["groups"]))
+            return finish(y + other if other is not None else y)
+        if cache.get("w") is not w or cache.get("shape") != tuple(x.shape):
+            cache["packed"] = torch.ops.mkldnn._reorder_convolution_weight(
+                w, list(pad), list(a["stride"]), list(a["dilation"]), a["groups"], list(x.shape))
+            cache["w"], cache["shape"] = w, tuple(x.shape)
+        x = x.contiguous(memory_format=torch.channels_last)
+        args = (list(pad), list(a["stride"]), list(a["dilation"]), a["groups"])
+        if other is None:
+            y = torch.ops.mkldnn._convolution_pointwise(x, cache["packed"], b, *args, "none", [], "")
+        else:
+            other = _nchw(other.expand(_nhwc_shape(x, w, a, pad))).contiguous(memory_format=torch.channels_last)
+            y = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, cache["packed"], b, *args, "add", None, None, [], "")
+        return _nhwc(finish(y))
+    return run
+
+
+def _nhwc_shape(x, w, a, pad):
+    n, _, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    oh = (h + 2 * pad[0] - a["dilation"][0] * (kh - 1) - 1) // a["stride"][0] + 1
+    ow = (wd + 2 * pad[1] - a["dilation"][1] * (kw - 1) - 1) // a["stride"][1] + 1
+    return (n, oh, ow, w.shape[0])
+
+
+# ---- math fidelity ------------------------------------------------------------------
+
+FIDELITY_OPS = {"ttir.matmul", "ttir.linear", "ttir.conv2d"}
+
+
+def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
+    """matmul / linear / conv2d as the matrix engine computes them at `fidelity`: the sum of
+    the mantissa-slice partial products that fidelity includes (forge_fe.device.numerics), with the
+    result rounded to bf16 when fp32 accumulation is off (per K tile for matmul; once per
+    output for conv, an approximation). Operands arrive already quantized to their formats."""
+    from forge_fe.device import numerics
+    from forge_fe.config import DataFormat
+
+    def finish(y):
+        return y if fp32_acc else numerics.round_bf16(y)
+
+    if name == "ttir.conv2d":
+        def conv(ins, a):
+            x, pad = _pad_asymmetric(_nchw(ins[0]), a["padding"])
+            # conv is bilinear, so the fidelity's partial products sum like matmul's
+            y = sum(F.conv2d(xs, ws, None, a["stride"], pad, a["dilation"], a["groups"])
+                    for xs, ws in numerics.fidelity_terms(x, ins[1], fidelity))
+            if len(ins) > 2:
+                y = y + ins[2].reshape(1, -1, 1, 1)
+            return _nhwc(finish(y))
+        return conv
+
+    def mm(ins, a):
+        # numerics.matmul also rounds the running sum per K tile when fp32 accumulation is off.
+        x, y = _mm(ins, a)
+        out = numerics.matmul(x, y, fidelity, fp32_acc, df=DataFormat.Float32)
+        return finish(out + ins[2]) if len(ins) > 2 else out
+    return mm
+
+
+# Kernels that keep per-op state (prepacked weights) are built per op by a factory.
+FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
+# Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
+# binary op in a chain contributes its other operand as the fused kernel's last input.
+FUSIONS = {
+    ("ttir.conv2d", "ttir.relu"): lambda: make_conv2d("relu"),
+    ("ttir.conv2d", "ttir.add", "ttir.relu"): lambda: make_conv2d("relu", add_input=True),
+    ("ttir.conv2d", "ttir.add"): lambda: make_conv2d("none", add_input=True),
+}
+
+
+@kernel("ttir.max_pool2d")
+def _max_pool2d(ins, a):
+    x = _nchw(ins[0])
+    x, pad = _pad_asymmetric(x, a["padding"], float("-inf"))
+    return _nhwc(F.max_pool2d(x, a["kernel"], a["stride"], pad, a["dilation"], ceil_mode=a["ceil_mode"]))
+
+
+@kernel("ttir.avg_pool2d")
+def _avg_pool2d(ins, a):
+    t, l, b, r = a["padding"]
+    return _nhwc(F.avg_pool2d(_nchw(ins[0]), a["kernel"], a["stride"], (t, l), ceil_mode=a["ceil_mode"],
+                              count_include_pad=a.get("count_include_pad", True)))
+
+
+# ---- gradients (training; forge_fe/op/grad.py) --------------------------------------
+
+@kernel("ttir.conv_transpose2d")
+def _conv_transpose2d(ins, a):
+    # NHWC input, weight (in, out/groups, kH, kW) as tt-mlir defines it.
+    b = ins[2].reshape(-1) if len(ins) > 2 else None
+    return _nhwc(F.conv_transpose2d(_nchw(ins[0]), ins[1], b, a["stride"], a["padding"], a["output_padding"],
+                                    a["groups"], a["dilation"]))
+
+
+@kernel("ttir.max_pool2d_grad")
+def _max_pool2d_grad(ins, a):
+    from forge_fe.op.grad import max_pool2d_grad_nchw
+    return _nhwc(max_pool2d_grad_nchw(_nchw(ins[0]), _nchw(ins[1]), a))
+
+
+@kernel("ttir.embedding_backward")
+def _embedding_backward(ins, a):
+    from forge_fe.op.grad import embedding_grad_golden
+    idx, table, grad = ins
+    return embedding_grad_golden(idx, grad, table.shape[0])

@@ -1,0 +1,38 @@
+"""ImportedModel: what every frontend returns (Relax module, weights, input specs, output nesting).
+
+The bottom of :mod:`forge_fe.frontend`, beside :mod:`.structure`: each framework's module imports
+it, and the dispatcher in ``forge_fe/frontend/__init__.py`` imports the framework modules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ImportedModel:
+    framework: str                              # pytorch | onnx | tensorflow | jax | forge
+    name: str
+    mod: object                                 # tvm.IRModule (None for forge modules)
+    params: dict[str, np.ndarray]               # Relax weight param name -> value
+    weight_names: dict[str, str]                # Relax weight param name -> framework name
+    input_specs: list[tuple[str, tuple, str]]   # (name, shape, dtype) of user inputs, in call order
+    output_structure: dict = field(default_factory=dict)
+    input_structure: dict | None = None         # tree of structured inputs (structure.flatten_inputs)
+    output_dtypes: list[str] = field(default_factory=list)
+    torch_io: bool = False                      # torch in -> torch out
+    forge_module: object = None                 # set when the model already is a ForgeModule
+    sources: dict[str, str] = field(default_factory=dict)   # Relax var name -> framework op/module
+    frozen: set[str] = field(default_factory=set)           # framework weights not to train (requires_grad=False)
+    shape_only: bool = False                    # weights were on torch's meta device: shapes, no values
+
+
+def shape_only_array(shape, dtype) -> np.ndarray:
+    """A stand-in weight of the right shape and dtype that holds no memory (every stride 0): what a
+    model on the meta device imports as, so it can be planned (forge_fe.mesh.plan) but not run."""
+    return np.broadcast_to(np.zeros((), dtype), tuple(int(d) for d in shape))
+
+
+def is_shape_only(a) -> bool:
+    return isinstance(a, np.ndarray) and a.size > 1 and not any(a.strides)

@@ -1,0 +1,146 @@
+"""Runtime speed work (issue 14), checked by structure and by results, never by timing: the per-op
+profiler, fusions the compiler makes, rounding the bf16 emulator skips, weights that live once,
+and no whole-module printing when no dump directory was asked for."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import forge_fe
+from forge_fe.tools import cli
+from forge_fe.config import DataFormat
+from forge_fe.device import executor
+from forge_fe.device.profile import Profiler
+
+
+class NewGELU(nn.Module):
+    """GPT-2's activation exactly as transformers spells it, between two linears."""
+
+    def __init__(self, k=0.044715):
+        super().__init__()
+        self.fc1, self.fc2, self.k = nn.Linear(16, 32), nn.Linear(32, 8), k
+
+    def forward(self, x):
+        h = self.fc1(x)
+        h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + self.k * torch.pow(h, 3.0))))
+        return self.fc2(h)
+
+
+def _ops(cm):
+    return [o.name for p in cm.binary.programs for o in p.ops]
+
+
+def test_spelled_out_gelu_becomes_one_op_and_matches_torch():
+    torch.manual_seed(0)
+    model, x = NewGELU().eval(), torch.randn(2, 4, 16)
+    cm = forge_fe.compile(model, [x])
+    ops = _ops(cm)
+    assert ops.count("ttir.gelu") == 1 and "ttir.tanh" not in ops and "ttir.pow" not in ops
+    forge_fe.verify([x], model, cm)
+
+
+def test_gelu_lookalike_with_another_coefficient_is_left_alone():
+    torch.manual_seed(0)
+    model, x = NewGELU(k=0.05).eval(), torch.randn(2, 4, 16)
+    cm = forge_fe.compile(model, [x])
+    assert "ttir.gelu" not in _ops(cm) and "ttir.tanh" in _ops(cm)
+    forge_fe.verify([x], model, cm)
+
+
+class ScaledNorm(nn.Module):
+    """Broadcasting scalar and vector constants (the RMSNorm shape) and data movement."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(16))
+
+    def forward(self, x):
+        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
+        return y.reshape(2, 2, 2, 16).permute(0, 2, 1, 3).relu()
+
+
+def test_constant_operands_are_reshaped_at_compile_time():
+    model, x = ScaledNorm().eval(), torch.randn(2, 4, 16)
+    cm = forge_fe.compile(model, [x])
+    for prog in cm.binary.programs:
+        consts = set(prog.constants)
+        assert not [o for o in prog.ops if o.name == "ttir.reshape" and o.inputs[0] in consts]
+    forge_fe.verify([x], model, cm)
+
+
+def test_bf16_emulator_skips_only_rounding_that_cannot_change_values(monkeypatch):
+    model, x = ScaledNorm().eval(), torch.randn(2, 4, 16)
+    cfg = forge_fe.CompilerConfig(default_df_override=DataFormat.Float16_b)
+    cm = forge_fe.compile(model, [x], compiler_cfg=cfg)
+    steps = [s for p in cm.executor.programs for s in p.steps]
+    skipped = {s.op.name for s in steps if s.fmt is None}
+    assert {"ttir.permute", "ttir.relu"} <= skipped           # bf16 in, bf16 out: values already bf16
+    assert {s.op.name for s in steps if s.fmt is DataFormat.Float16_b} >= {"ttir.multiply", "ttir.rsqrt"}
+    fast = cm(x)
+    monkeypatch.setattr(executor, "VALUE_PRESERVING", set())   # round after every op
+    slow = forge_fe.compile(model, [x], compiler_cfg=cfg)
+    assert all(s.fmt is not None for p in slow.executor.programs for s in p.steps
+               if s.dtype == torch.float32 and p.formats[s.out] is not None)
+    assert torch.equal(fast, slow(x))                          # bit for bit
+
+
+def test_inference_weights_are_the_frameworks_buffers():
+    """Zero weight copies: every weight the binary and the device program hold shares memory with
+    the torch parameter it came from (training keeps its own copy; see frontend/torch.py)."""
+    torch.manual_seed(0)
+    model, x = NewGELU().eval(), torch.randn(2, 4, 16)
+    cm = forge_fe.compile(model, [x])
+    cm(x)
+    params = [p.detach().numpy() for p in model.parameters()]
+    held = [v for p in cm.binary.programs for v in p.constants.values()] + list(cm.binary.constants.values())
+    held += [t.numpy() for p in cm.executor.programs for t in p.slots if t is not None and t.dtype == torch.float32]
+    big = [a for a in held if np.asarray(a).size >= 8 * 16]
+    assert big and all(any(np.shares_memory(a, p) for p in params) for a in big)
+
+
+def test_no_whole_module_printing_without_a_dump_dir(monkeypatch, tmp_path):
+    import tvm
+    calls = []
+    real = tvm.ir.IRModule.script
+    monkeypatch.setattr(tvm.ir.IRModule, "script", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    model, x = ScaledNorm().eval(), torch.randn(2, 4, 16)
+    forge_fe.compile(model, [x])
+    assert calls == []
+    forge_fe.compile(model, [x], compiler_cfg=forge_fe.CompilerConfig(dump_dir=str(tmp_path)))
+    assert calls and (tmp_path / "02_relax_passes.py").exists()
+
+
+def test_profiler_counts_every_op_of_each_run():
+    torch.manual_seed(0)
+    model, x = NewGELU().eval(), torch.randn(2, 4, 16)
+    cm = forge_fe.compile(model, [x])
+    cm(x)
+    prof = cm.executor.profiler = Profiler()
+    for _ in range(3):
+        prof.run(cm, x)
+    steps = [s.op.name for p in cm.executor.programs if not p.prog.private for s in p.steps]
+    rows = {r["op"]: r for r in prof.rows()}
+    assert {op: rows[op]["calls"] for op in rows} == {op: steps.count(op) for op in set(steps)}
+    assert abs(sum(r["share"] for r in rows.values()) - 1.0) < 1e-6
+    assert "ttir.gelu" in prof.table()
+
+
+def test_cli_run_profile_prints_the_table(tmp_path, capsys):
+    torch.manual_seed(0)
+    model, x = NewGELU().eval(), torch.randn(2, 4, 16)
+    path = tmp_path / "m.ttb"
+    forge_fe.compile(model, [x]).save(str(path))
+    np.savez(tmp_path / "x.npz", x.numpy())
+    assert cli.main(["--quiet", "run", str(path), "--inputs", str(tmp_path / "x.npz"), "--profile", "--iters", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "profile over 2 run(s)" in out and "ttir.linear" in out and "slowest" in out
+
+
+@pytest.mark.parametrize("shape", [(3, 16), (2, 3, 16)])
+def test_linear_kernel_bias_in_gemm(shape):
+    from forge_fe.device.kernels import KERNELS
+    x, w, b = torch.randn(*shape), torch.randn(16, 8), torch.randn(8)
+    torch.testing.assert_close(KERNELS["ttir.linear"]([x, w, b], {}), x @ w + b)
+    torch.testing.assert_close(KERNELS["ttir.linear"]([x, w.t().contiguous(), b], {"transpose_b": True}), x @ w + b)
