@@ -8,7 +8,7 @@ time per chip, the ethernet link time of the collectives, and the speedup over o
 
     python benchmarks/bench_mesh.py [--layers 32] [--batch 4] [--seq 128] [--meshes n150,n300,t3k,galaxy]
 
-These are the model's estimates (forge_fe/mesh/cost.py over forge_fe/device/perf_model.py), not silicon
+These are the model's estimates (forge_fe/device/mesh_perf.py over forge_fe/device/perf_model.py), not silicon
 measurements; the numbers all come from one run, so their ratios are comparable.
 """
 from __future__ import annotations

@@ -28,7 +28,7 @@ def load(path: str, mesh=None):
 
     b = binary.read(path)
     if mesh is not None or b.mesh:
-        from forge_fe.mesh.runtime import check_runtime_mesh
+        from forge_fe.device.mesh_runtime import check_runtime_mesh
         check_runtime_mesh(b, mesh)
     if "lm" in structure.loads(b.output_structure):
         return CompiledLM.from_binary(b)

@@ -83,5 +83,5 @@ class CompilerConfig:
 
     def mesh_description(self):
         """The forge_fe.mesh.Mesh this config compiles for, or None for one chip without a mesh."""
-        from forge_fe.mesh.systems import resolve_mesh
+        from forge_fe.systems import resolve_mesh
         return resolve_mesh(self.mesh, self.mesh_shape, self.arch)

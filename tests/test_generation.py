@@ -115,7 +115,7 @@ def test_prompts_of_any_length_reuse_the_compiled_buckets():
 def test_decode_program_is_position_independent(monkeypatch):
     """Every decode step runs the same program with the same shapes: the cache [B, kv_heads, S, head_dim]
     is fixed, a step writes one row (update_cache) and attends over the static cache."""
-    from forge_fe.device.executor import DeviceProgram
+    from forge_fe.device.program import DeviceProgram
     _, lm = lm_of("llama")
     calls = []
     real = DeviceProgram.run

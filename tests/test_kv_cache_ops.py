@@ -62,7 +62,7 @@ def test_cache_write_runs_on_device_and_keeps_inputs_intact():
 
 
 def test_donated_cache_is_written_in_place():
-    from forge_fe.device.executor import DeviceProgram
+    from forge_fe.device.program import DeviceProgram
     cache, new, pos = torch.randn(1, 2, 8, 4), torch.randn(1, 2, 1, 4), torch.tensor([5])
 
     class Write(torch.nn.Module):

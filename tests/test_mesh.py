@@ -11,9 +11,9 @@ import forge_fe
 from forge_fe.errors import ForgeError, RuntimeFailure
 from forge_fe.graph.graph import Graph
 from forge_fe.mesh import resolve_mesh
-from forge_fe.mesh.propagate import Partitioner
-from forge_fe.mesh.runtime import MESH_KERNELS, MeshProgram
-from forge_fe.mesh.sharding import Sharding
+from forge_fe.passes.mesh.propagate import Partitioner
+from forge_fe.device.mesh_runtime import MESH_KERNELS, MeshProgram
+from forge_fe.passes.mesh.sharding import Sharding
 from forge_fe.op import OPS
 from forge_fe.compiler.lower_ttir import lower_graph
 
@@ -390,8 +390,8 @@ def test_link_model_prices_bytes_over_links_and_topology():
     from dataclasses import replace
     from forge_fe.binary import model as bm
     from forge_fe.compiler.binary_builder import ARCHS
-    from forge_fe.mesh.cost import collective_time
-    from forge_fe.mesh.systems import Axis
+    from forge_fe.device.mesh_perf import collective_time
+    from forge_fe.systems import Axis
     system = ARCHS["wormhole_b0"]
     t3k = resolve_mesh("t3k", (1, 8))                          # ring, 1 usable link per pair
     line = replace(t3k, axes=(t3k.axes[0], Axis("line", 1)))

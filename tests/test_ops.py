@@ -6,7 +6,7 @@ import torch
 
 from forge_fe.graph.graph import Graph
 from forge_fe.op import OPS
-from forge_fe.device.executor import DeviceProgram
+from forge_fe.device.program import DeviceProgram
 from forge_fe.compiler.lower_ttir import lower_graph
 
 F32 = "float32"

@@ -6,7 +6,7 @@ from forge_fe.graph.graph import Graph
 from forge_fe.op import OPS
 from forge_fe.passes import layout
 from forge_fe.device import kernels
-from forge_fe.device.executor import DeviceProgram
+from forge_fe.device.program import DeviceProgram
 from forge_fe.compiler.lower_ttir import lower_graph
 
 
@@ -40,9 +40,9 @@ def test_fused_conv_chain_matches_unfused(rng, monkeypatch):
     got = fused.run([x])[0]
     monkeypatch.setattr(kernels, "FUSIONS", {})
     monkeypatch.setattr(kernels, "FACTORIES", {})
-    from forge_fe.device import executor
-    monkeypatch.setattr(executor, "FUSIONS", {})
-    monkeypatch.setattr(executor, "FACTORIES", {})
+    from forge_fe.device import program
+    monkeypatch.setattr(program, "FUSIONS", {})
+    monkeypatch.setattr(program, "FACTORIES", {})
     plain = DeviceProgram(prog)
     assert all("+" not in s.op.name for s in plain.steps)
     want = plain.run([x])[0]

@@ -15,7 +15,7 @@ from forge_fe.graph.graph import PARAMETER, Graph
 from forge_fe.op import OPS
 from forge_fe.passes import autograd
 from forge_fe.passes.pre_lowering import equalize_ranks
-from forge_fe.device.executor import DeviceProgram
+from forge_fe.device.program import DeviceProgram
 from forge_fe.compiler.lower_ttir import lower_graph
 
 from test_ops import CASES, _sample, op_of

@@ -227,8 +227,10 @@ def stage_graph_split(ctx):
 
 
 def stage_shard(ctx):
-    from forge_fe.mesh.stage import shard
-    shard(ctx)
+    from forge_fe.compiler.binary_builder import ARCHS
+    from forge_fe.passes.mesh.stage import shard
+    if ctx.cfg.arch in ARCHS:      # an unknown arch is refused by the binary stage, naming the choices
+        shard(ctx, ARCHS[ctx.cfg.arch].dram_size)
     if ctx.imported is not None and ctx.imported.shape_only and ctx.cfg.compile_depth > CompileDepth.SHARD:
         raise CompileError("shard", f"model '{ctx.name}' has its weights on the meta device (shapes only): it can "
                            "be planned but not compiled to a binary",
@@ -267,7 +269,7 @@ def stage_binary(ctx):
     ctx.binary.debug["numerics_notes.json"] = json.dumps(device_numerics_notes(
         [g for u in ctx.units for _, g in u.lowered]))
     if ctx.mesh:
-        from forge_fe.mesh.cost import mesh_perf
+        from forge_fe.device.mesh_perf import mesh_perf
         ctx.binary.mesh = {k: ctx.mesh[k] for k in ("shape", "system", "arch", "axes")}
         ctx.mesh.update(mesh_perf(ctx.binary.programs, ctx.binary.system, ctx.cfg.mesh_description(),
                                   ctx.cfg.math_fidelity))

@@ -93,7 +93,7 @@ class CompileReport:
                          f"{p['memory_bound_ops']} memory-bound, {p.get('noc_bound_ops', 0)} NoC-bound, "
                          f"{p.get('free_ops', 0)} fused or views)")
         if self.mesh:
-            from forge_fe.mesh.memory import human
+            from forge_fe.passes.mesh.memory import human
             m = self.mesh
             line = (f"  mesh {m['system']} {m['shape'][0]}x{m['shape'][1]}: per chip weights "
                     f"{human(m['per_device_weight_bytes'])}, peak {human(m['per_device_peak_bytes'])} "

@@ -493,6 +493,14 @@ def _cache_write(c: OpContext) -> Cost:
     return Cost(0.0, n * TILE_CYCLES["datacopy"], n, dram_bytes=2 * tensor_bytes(new))
 
 
+# Multi-chip ops: the single-chip roofline leaves them to the link model (forge_fe.device.mesh_perf):
+# zero compute, zero DRAM traffic here.
+@rule("collective", "ttir.mesh_shard", "ttir.mesh_partition", "ttir.all_reduce", "ttir.all_gather",
+      "ttir.reduce_scatter")
+def _priced_by_links(c: OpContext) -> Cost:
+    return Cost(0.0, 0.0, 1, dram_bytes=0.0)
+
+
 # -- gradients (training; forge_fe/op/grad.py)
 
 @rule("conv", "ttir.conv_transpose2d")

@@ -6,9 +6,8 @@ runtime, the per-chip memory plan and the ethernet link model.
     cm.report.to_dict()["mesh"]                                # shardings, collectives, per-chip bytes, times
     forge_fe.mesh.plan(meta_model, inputs, mesh="n150")        # shape-only: a model on the meta device
 """
-from forge_fe.mesh import cost  # noqa: F401  (registers the mesh ops with the performance model)
-from forge_fe.mesh.sharding import Sharding  # noqa: F401
-from forge_fe.mesh.systems import SYSTEMS, Mesh, resolve_mesh  # noqa: F401
+from forge_fe.passes.mesh.sharding import Sharding  # noqa: F401
+from forge_fe.systems import SYSTEMS, Mesh, resolve_mesh  # noqa: F401
 
 
 def plan(model, sample_inputs, mesh=None, mesh_shape=None, **config):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import ForgeError
-from forge_fe.mesh.cost import mesh_perf
+from forge_fe.device.mesh_perf import mesh_perf
 from forge_fe.compiler.lower_ttir import lower_graph
 
 
@@ -19,7 +19,7 @@ def plan(model, sample_inputs, mesh=None, mesh_shape=None, **config):
     a shape, or a list of them (then a list of reports, one per mesh, from one import).
     `config`: other CompilerConfig fields (default_df_override, shard_specs ...)."""
     from forge_fe.compiler.binary_builder import ARCHS
-    from forge_fe.mesh.stage import global_units, shard_for
+    from forge_fe.passes.mesh.stage import global_units, shard_for
     from forge_fe.compiler.pipeline import CompileContext, run_pipeline
     if mesh is None and mesh_shape is None:
         raise ForgeError("shard", "plan() needs a mesh", "e.g. forge_fe.mesh.plan(model, inputs, mesh='t3k')")
@@ -35,7 +35,7 @@ def plan(model, sample_inputs, mesh=None, mesh_shape=None, **config):
     reports = []
     for cfg in configs:
         m = cfg.mesh_description()
-        result, mp, report = shard_for(m, units, cfg.shard_specs)
+        result, mp, report = shard_for(m, units, cfg.shard_specs, ARCHS[m.arch].dram_size)
         programs = [lower_graph(g, name, private)[0] for progs in result["programs"].values()
                     for name, g, private in progs]
         report.update(mesh_perf(programs, ARCHS[cfg.arch], m, cfg.math_fidelity))

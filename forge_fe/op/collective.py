@@ -1,6 +1,6 @@
 """Multi-chip ops: the program boundary (mesh_shard) and the collectives between chips.
 
-The sharding pass (forge_fe/mesh/propagate.py) inserts them into the per-chip (local) graph of
+The sharding pass (forge_fe/passes/mesh/propagate.py) inserts them into the per-chip (local) graph of
 a program compiled for a mesh; they lower to tt-mlir's TTIR ops of the same names
 (include/ttmlir/Dialect/TTIR/IR/TTIROps.td: MeshShardOp, AllReduceOp, AllGatherOp,
 ReduceScatterOp, MeshPartitionOp; enum spellings from TTCore/IR/TTCoreOpsEnums.td).
@@ -12,7 +12,7 @@ axis (0 = "x", the rows; 1 = "y").
 Golden rules work on *mesh-stacked* values: a tensor held by every chip is one torch tensor of
 shape [rows, cols, *local shape] (chip (r, c)'s piece at [r, c]). mesh_shard full_to_shard
 takes a global tensor to that form and shard_to_full back. The emulated mesh runtime
-(forge_fe/mesh/runtime.py) implements the same ops per chip, with the device's reduction
+(forge_fe/device/mesh_runtime.py) implements the same ops per chip, with the device's reduction
 order and rounding; tests/test_mesh.py checks the two agree.
 
     all_reduce(x)[r, c]        = sum over the chips along cluster_axis of x

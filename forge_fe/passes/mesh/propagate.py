@@ -29,8 +29,8 @@ import numpy as np
 
 from forge_fe.errors import CompileError
 from forge_fe.graph.graph import INPUT, Graph, Node
-from forge_fe.mesh.sharding import Sharding
-from forge_fe.mesh.systems import AXIS_NAMES, Mesh
+from forge_fe.passes.mesh.sharding import Sharding
+from forge_fe.systems import AXIS_NAMES, Mesh
 from forge_fe.op import OPS, OpDef, eltwise
 
 COLLECTIVE_NAMES = ("all_reduce", "reduce_scatter", "all_gather", "mesh_partition")

@@ -27,7 +27,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from forge_fe.errors import ForgeError
-from forge_fe.mesh.systems import AXIS_NAMES, Mesh, axis_index
+from forge_fe.systems import AXIS_NAMES, Mesh, axis_index
 
 
 @dataclass(frozen=True)

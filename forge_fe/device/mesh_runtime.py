@@ -1,7 +1,7 @@
 """The emulated mesh: one instance of a device program per chip (SPMD), in lockstep.
 
 Every chip has its own tensor slots; an ordinary op runs on each chip's operands with the
-single-chip kernels and numerics (forge_fe.device.executor.DeviceProgram); the ops below act on
+single-chip kernels and numerics (forge_fe.device.program.DeviceProgram); the ops below act on
 all chips' values at once. Chip c is mesh coordinate (c // cols, c % cols); the chips "along
 cluster_axis a" of chip c are those that differ from it only in coordinate a, ordered by it.
 
@@ -20,7 +20,7 @@ import torch
 
 from forge_fe.device import numerics
 from forge_fe.errors import RuntimeFailure
-from forge_fe.device.executor import DeviceProgram
+from forge_fe.device.program import DeviceProgram
 
 
 def _groups(mesh_shape, axis):
@@ -158,7 +158,7 @@ class MeshProgram(DeviceProgram):
 
 def check_runtime_mesh(binary, mesh):
     """Refuse a binary compiled for another mesh than the runtime's (`mesh`: name, shape or None)."""
-    from forge_fe.mesh.systems import resolve_mesh
+    from forge_fe.systems import resolve_mesh
     compiled = binary.mesh or {}
     if mesh is None:
         return

@@ -8,7 +8,7 @@ the ethernet links.
 No overlap of compute and communication is modeled (tt-metal can fuse all-gather with matmul;
 forge_fe's programs don't). For a collective over a mesh axis of n chips, per-chip input bytes
 B (tile-padded, in the tensor's data format), per-direction bandwidth W = usable links between
-neighbouring chips x link bandwidth, per-hop latency L (forge_fe/mesh/systems.py, with sources):
+neighbouring chips x link bandwidth, per-hop latency L (forge_fe/systems.py, with sources):
 
     all_gather      ring: (n-1) B / (2 W) + ceil((n-1)/2) L   both ring directions, each chip
                           receives (n-1) B (tt-metal CCL guide, "Bidirectionality")
@@ -25,17 +25,11 @@ from __future__ import annotations
 import math
 
 from forge_fe.binary import model as bm
-from forge_fe.mesh.systems import HOP_LATENCY_S, Mesh
+from forge_fe.systems import HOP_LATENCY_S, Mesh
 from forge_fe.device import perf_model
-from forge_fe.device.perf_model import TILE_CYCLES, Cost, rule, tensor_bytes
+from forge_fe.device.perf_model import TILE_CYCLES, tensor_bytes
 
 COLLECTIVES = ("ttir.all_reduce", "ttir.all_gather", "ttir.reduce_scatter")
-
-
-# The single-chip roofline leaves these to the link model: zero compute, zero DRAM traffic.
-@rule("collective", "ttir.mesh_shard", "ttir.mesh_partition", *COLLECTIVES)
-def _priced_by_links(c) -> Cost:
-    return Cost(0.0, 0.0, 1, dram_bytes=0.0)
 
 
 def _adds_s(nbytes_chunk: float, t: bm.TensorDesc, system: bm.SystemDesc, steps: int) -> float:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import Counter
 
 from forge_fe.errors import CompileError, ForgeError
-from forge_fe.mesh import memory
-from forge_fe.mesh.propagate import Partitioner
-from forge_fe.mesh.rewrites import split_fused_projections, unflatten_batched_matmul
-from forge_fe.mesh.seeds import check_specs, input_seeds, parameter_seeds
-from forge_fe.mesh.systems import AXIS_NAMES, Mesh, meshes_of_arch
+from forge_fe.passes.mesh import memory
+from forge_fe.passes.mesh.propagate import Partitioner
+from forge_fe.passes.mesh.rewrites import split_fused_projections, unflatten_batched_matmul
+from forge_fe.passes.mesh.seeds import check_specs, input_seeds, parameter_seeds
+from forge_fe.systems import AXIS_NAMES, Mesh, meshes_of_arch
 from forge_fe.passes.pre_lowering import verify_shapes
 
 
@@ -85,16 +85,16 @@ def _checked(g):
     return g
 
 
-def plan_memory(programs: dict, mesh: Mesh) -> memory.MemoryPlan:
-    from forge_fe.compiler.binary_builder import ARCHS
-    return memory.plan([p for progs in programs.values() for p in progs], ARCHS[mesh.arch].dram_size)
+def plan_memory(programs: dict, dram_size: int) -> memory.MemoryPlan:
+    return memory.plan([p for progs in programs.values() for p in progs], dram_size)
 
 
-def shard_for(mesh: Mesh, units: list, specs: dict | None):
-    """Partition global `units` ([(unit name, programs)]) for `mesh` and plan its memory.
+def shard_for(mesh: Mesh, units: list, specs: dict | None, dram_size: int):
+    """Partition global `units` ([(unit name, programs)]) for `mesh` and plan its memory on chips
+    of `dram_size` bytes.
     Returns (partition result, MemoryPlan, the report's 'mesh' section)."""
     result = partition(units, mesh, specs)
-    mp = plan_memory(result["programs"], mesh)
+    mp = plan_memory(result["programs"], dram_size)
     report = {**mesh.to_json(), **mp.to_json(), "collectives": dict(sorted(result["collectives"].items())),
               "parameters": result["parameters"], "notes": result["notes"]}
     return result, mp, report
@@ -107,8 +107,9 @@ def global_units(ctx) -> list:
     return [(u.name, list(u.programs)) for u in ctx.units]
 
 
-def shard(ctx):
-    """The stage: shard ctx.units for ctx.cfg's mesh and fill ctx.mesh (the report's 'mesh' section)."""
+def shard(ctx, dram_size: int):
+    """The stage: shard ctx.units for ctx.cfg's mesh, whose chips have `dram_size` bytes of DRAM,
+    and fill ctx.mesh (the report's 'mesh' section)."""
     mesh = ctx.cfg.mesh_description()
     if mesh is None:
         return
@@ -116,22 +117,22 @@ def shard(ctx):
         raise CompileError("shard", "training on a mesh is not supported (forward programs only)",
                            "compile with training=False, or train on one chip (no mesh)")
     units = global_units(ctx)
-    result, mp, ctx.mesh = shard_for(mesh, units, ctx.cfg.shard_specs)
+    result, mp, ctx.mesh = shard_for(mesh, units, ctx.cfg.shard_specs, dram_size)
     for u in ctx.units:
         u.programs = result["programs"][u.name]
     ctx.dump("11_sharding.txt", _report_text(mesh, result, mp))
     if not mp.fits and ctx.cfg.compile_depth > type(ctx.cfg.compile_depth).SHARD:
-        raise _fit_error(ctx, mesh, mp, units, ctx.cfg.shard_specs)
+        raise _fit_error(ctx, mesh, mp, units, ctx.cfg.shard_specs, dram_size)
 
 
-def _fit_error(ctx, mesh, mp, units, specs) -> MeshMemoryError:
+def _fit_error(ctx, mesh, mp, units, specs, dram_size) -> MeshMemoryError:
     big = ", ".join(f"'{n}' ({memory.human(b)} per chip)" for n, b in mp.largest_weights())
     fitting = None
     for other in meshes_of_arch(mesh.arch):
         if other.size <= mesh.size:
             continue
         try:
-            trial = plan_memory(partition(units, other, specs)["programs"], other)
+            trial = plan_memory(partition(units, other, specs)["programs"], dram_size)   # same arch
         except ForgeError:
             continue
         if trial.fits:

@@ -10,9 +10,9 @@ import fnmatch
 
 from forge_fe.errors import ForgeError
 from forge_fe.graph.graph import Graph, Node
-from forge_fe.mesh.sharding import (Sharding, data_parallel_axis, parameter_role, sharding_from_spec,
+from forge_fe.passes.mesh.sharding import (Sharding, data_parallel_axis, parameter_role, sharding_from_spec,
                                     tensor_parallel_axis)
-from forge_fe.mesh.systems import AXIS_NAMES, Mesh
+from forge_fe.systems import AXIS_NAMES, Mesh
 from forge_fe.op import OPS
 
 
