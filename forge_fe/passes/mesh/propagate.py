@@ -374,6 +374,10 @@ def take(p, n, ins):
         return label_rule(p, n, ins, [lin], [lab for k, lab in enumerate(lin) if k != ax], fixed={lin[ax]})
     table, idx = ins
     li = _all(idx.shape, "i")
+    ax = n.attrs.get("axis", 0)
+    if ax != 0 or len(table.shape) != 2:      # a gather along an axis (not an embedding): it stays whole
+        lt = _all(table.shape)
+        return label_rule(p, n, ins, [lt, li], lt[:ax] + li + lt[ax + 1:], fixed={lt[ax]})
     vocab = table.sharding.dims[0] if table.sharding is not None else None
     if vocab is None:
         return label_rule(p, n, ins, [["v", "e"], li], li + ["e"], fixed={"v"})

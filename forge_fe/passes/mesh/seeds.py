@@ -7,6 +7,7 @@ A unit has a forward graph and, usually, a const-eval graph that transforms weig
 from __future__ import annotations
 
 import fnmatch
+import math
 
 from forge_fe.errors import ForgeError
 from forge_fe.graph.graph import Graph, Node
@@ -58,8 +59,9 @@ def _heads(mm: Node, users: dict) -> int | None:
     node = mm
     while len(users.get(node, [])) == 1 and users[node][0].op is OPS["reshape"]:
         r = users[node][0]
-        if len(r.shape) == len(node.shape) + 1 and r.shape[-2] * r.shape[-1] == node.shape[-1] \
-                and r.shape[-1] != node.shape[-1]:
+        # [..., N] -> [..., heads, N / heads], the leading dims kept or regrouped ([B*S, N] -> [B, S, h, d])
+        if len(r.shape) >= 2 and r.shape[-2] * r.shape[-1] == node.shape[-1] and r.shape[-1] != node.shape[-1] \
+                and math.prod(r.shape[:-2]) == math.prod(node.shape[:-1]):
             return r.shape[-2]
         node = r
     return None
