@@ -11,7 +11,7 @@ from torch import nn
 import forge_fe
 from forge_fe.tools import cli
 from forge_fe.config import DataFormat
-from forge_fe.device import executor
+from forge_fe.device import executor, program as device_program
 from forge_fe.device.profile import Profiler
 
 
@@ -79,7 +79,7 @@ def test_bf16_emulator_skips_only_rounding_that_cannot_change_values(monkeypatch
     assert {"ttir.permute", "ttir.relu"} <= skipped           # bf16 in, bf16 out: values already bf16
     assert {s.op.name for s in steps if s.fmt is DataFormat.Float16_b} >= {"ttir.multiply", "ttir.rsqrt"}
     fast = cm(x)
-    monkeypatch.setattr(executor, "VALUE_PRESERVING", set())   # round after every op
+    monkeypatch.setattr(device_program, "VALUE_PRESERVING", set())   # round after every op
     slow = forge_fe.compile(model, [x], compiler_cfg=cfg)
     assert all(s.fmt is not None for p in slow.executor.programs for s in p.steps
                if s.dtype == torch.float32 and p.formats[s.out] is not None)

@@ -33,10 +33,11 @@ RELAX_PIPELINE = [
     ("device_forms", DeviceForms),
     # argmax/argmin that return the first NaN, float floor_mod by fmod (TVM's forms lose NaN / digits).
     ("special_value_forms", SpecialValueForms),
-    ("canonicalize_bindings_2", relax.transform.CanonicalizeBindings),
     # One binding per distinct computation: what each layer recomputes from shared inputs (a
     # transformer's attention mask, its rotary cos/sin) runs once.
     ("eliminate_common_subexpr", relax.transform.EliminateCommonSubexpr),
+    # CSE leaves aliases (`gv = lv` for a repeated tuple); the partitioner wants none.
+    ("canonicalize_bindings_2", relax.transform.CanonicalizeBindings),
     # Drop what nothing uses (e.g. max_pool indices, unused tuple fields).
     ("dead_code_elimination", lambda: relax.transform.DeadCodeElimination(["main"])),
 ]
