@@ -2,7 +2,9 @@
 
 Each graph starts from one or two runtime inputs (rank 1-4, dims 1-5, size-1 dims often) of
 one dtype (float32 mostly; float16, int32, int64), then grows node by node: each node is drawn
-from the ops forge_fe supports (they all pass ONNX's node suite), applied to values already in
+from the ops forge_fe supports (they all pass ONNX's node suite: elementwise, activations,
+comparisons + Where, reductions, softmax, data movement, Gather / Expand / Tile / Pad, ArgMax,
+MatMul / Gemm, Conv, pools, normalizations, Cast), applied to values already in
 the graph, with random attributes. Second operands of binary ops are earlier values or new
 initializers of a broadcast-compatible shape (dims dropped or set to 1), so broadcasting is
 exercised both ways. The outputs are the last value plus, sometimes, an earlier one.
@@ -314,9 +316,55 @@ def op_cast(draw, g, v):
     return g.node("Cast", [src], v.shape, to, to=ONNX_DTYPE[to])
 
 
+def op_gather(draw, g, v):
+    axis = draw(st.integers(0, len(v.shape) - 1))
+    d = v.shape[axis]
+    n = draw(st.integers(1, 4))
+    idx = g.rng.integers(-d, d, size=draw(st.sampled_from([(n,), (1, n), ()])))      # negative indices count from the end
+    shape = v.shape[:axis] + idx.shape + v.shape[axis + 1:]
+    if not shape:
+        return None
+    return g.node("Gather", [v, g.const(idx.astype(np.int64), "idx")], shape, v.dtype, axis=axis)
+
+
+def op_expand_tile(draw, g, v):
+    if draw(st.booleans()):       # Expand: size-1 dims grow, a leading dim may be added
+        shape = tuple(draw(st.integers(1, 3)) if d == 1 else d for d in v.shape)
+        if len(shape) < 4 and draw(st.booleans()):
+            shape = (draw(st.integers(1, 3)),) + shape
+        return g.node("Expand", [v, g.const(np.array(shape, np.int64), "shape")], shape, v.dtype)
+    reps = [draw(st.integers(1, 2)) for _ in v.shape]
+    return g.node("Tile", [v, g.const(np.array(reps, np.int64), "reps")], [d * r for d, r in zip(v.shape, reps)],
+                  v.dtype)
+
+
+def op_pad(draw, g, v):
+    mode = draw(st.sampled_from(["constant", "constant", "edge", "reflect"]))
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * len(v.shape))]
+    if mode == "reflect":         # reflect needs more than the pad on each side
+        pads = [min(p, v.shape[i % len(v.shape)] - 1) for i, p in enumerate(pads)]
+    shape = tuple(d + pads[i] + pads[i + len(v.shape)] for i, d in enumerate(v.shape))
+    ins = [v, g.const(np.array(pads, np.int64), "pads")]
+    if mode == "constant" and draw(st.booleans()):
+        ins.append(g.const(np.array(draw(st.sampled_from([0, 1, -2])), v.dtype), "value"))
+    return g.node("Pad", ins, shape, v.dtype, mode=mode)
+
+
+def op_argmax(draw, g, v):
+    """ArgMax / ArgMin, cast back to the graph's dtype so later ops can use it."""
+    axis = draw(st.integers(-len(v.shape), len(v.shape) - 1))
+    keep = draw(st.booleans()) or len(v.shape) == 1
+    shape = tuple(1 if i == axis % len(v.shape) else d for i, d in enumerate(v.shape)) if keep else \
+        tuple(d for i, d in enumerate(v.shape) if i != axis % len(v.shape))
+    a = g.node(draw(st.sampled_from(["ArgMax", "ArgMin"])), [v], shape, "int64", axis=axis, keepdims=int(keep),
+               select_last_index=int(draw(st.booleans())))
+    g.pool.remove(a)
+    return g.node("Cast", [a], shape, v.dtype, to=ONNX_DTYPE[v.dtype])
+
+
 OPS = [op_unary, op_unary, op_activation, op_sqrt_log, op_clip, op_binary, op_binary, op_binary,
        op_compare_where, op_reduce, op_softmax, op_transpose, op_reshape, op_unsqueeze_squeeze, op_concat,
-       op_slice, op_matmul, op_conv, op_conv, op_pool, op_norm, op_cast]
+       op_slice, op_matmul, op_conv, op_conv, op_pool, op_norm, op_cast, op_gather, op_expand_tile, op_pad, op_argmax]
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0], np.float32)
 

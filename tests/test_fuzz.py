@@ -128,3 +128,49 @@ def test_regression_float16_computed_in_float32_is_reported():
     assert any(n.startswith("float16 is computed as float32") for n in cm.report.numerics_notes)
     assert mismatch(cm(x, y), (x * y).astype(np.float32), rtol=TOLERANCE["float16"][0],
                     atol=TOLERANCE["float16"][1]) is None
+
+
+def test_regression_argmin_of_all_inf_and_argmax_of_all_minus_inf_is_index_0():
+    """TVM's argmax/argmin start from (-1, the dtype's lowest/highest value): a slice that is all
+    +inf (argmin), all -inf (argmax), all INT_MAX or all INT_MIN returned -1. torch returns 0.
+    Found as ArgMin over a size-1 axis holding +inf, with select_last_index (which then gave 1)."""
+    import numpy as np
+    import torch
+    import forge_fe
+    from onnx import TensorProto, helper
+
+    class ArgExtrema(torch.nn.Module):
+        def forward(self, x):
+            return x.argmin(1), x.argmax(1)
+
+    inf = float("inf")
+    for x in (torch.tensor([[inf, inf], [1.0, inf], [-inf, -inf], [float("nan"), inf]]),
+              torch.tensor([[2 ** 31 - 1, 2 ** 31 - 1], [-2 ** 31, -2 ** 31]], dtype=torch.int32)):
+        ours = forge_fe.compile(ArgExtrema(), [x])(x)
+        for o, want in zip(ours, ArgExtrema()(x)):
+            assert torch.equal(o, want), (x, o, want)
+    model = _onnx([helper.make_node("ArgMin", ["y"], ["a"], axis=-2, keepdims=0, select_last_index=1)],
+                  [("y", TensorProto.FLOAT, [1, 2, 1, 2])], [("a", TensorProto.INT64, [1, 2, 2])])
+    y = np.array([np.inf, -1.0, 0.5, np.inf], np.float32).reshape(1, 2, 1, 2)
+    assert differential.onnx_case(model, {"y": y})[0] == differential.Outcome.MATCH
+
+
+def test_regression_where_cat_and_stack_promote_mixed_integer_dtypes():
+    """x.sum(1) of an int32 tensor is int64 in torch; torch.where / cat / stack of it with int32
+    values compute in int64 (torch's promotion). TVM's importer passed the mixed dtypes to relax,
+    which refused them."""
+    import torch
+    import forge_fe
+
+    class Mixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.tensor([2, -1, 3], dtype=torch.int32), requires_grad=False)
+
+        def forward(self, x):
+            s = x.sum(1, keepdim=True)
+            return torch.where(s > 0, s, self.c), torch.cat([s, x], 1), torch.stack([s[:, 0], x[:, 0]], 1)
+
+    x = torch.tensor([[1, -2, 3], [-3, 0, 1]], dtype=torch.int32)
+    for o, want in zip(forge_fe.compile(Mixed(), [x])(x), Mixed()(x)):
+        assert o.dtype == want.dtype and torch.equal(o, want)

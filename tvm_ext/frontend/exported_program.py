@@ -55,7 +55,37 @@ class ExportedProgramImporter(_TVMImporter):
         for name in _FLOAT_VALUED_UNARY:
             if name in converters:
                 fixed[name] = self._in_result_dtype(converters[name])
+        # torch promotes the value operands to one dtype; relax refuses mixed dtypes
+        fixed["where.self"] = self._operands_in_result_dtype(converters["where.self"], (1, 2))
+        fixed["stack.default"] = self._operands_in_result_dtype(converters["stack.default"], (0,))
         return {**converters, **fixed}
+
+    def _result_dtype(self, node) -> str | None:
+        val = node.meta.get("val")
+        return str(val.dtype).replace("torch.", "") if hasattr(val, "dtype") else None
+
+    def _operands_in_result_dtype(self, convert, positions):
+        """torch.where(c, a, b) of int64 and int32 values (and cat/stack of such tensors) computes in
+        the promoted dtype, torch's result dtype; relax requires equal dtypes. Cast the operands at
+        `positions` (tensors, or lists of tensors) to the result dtype first."""
+        def run(node):
+            want = self._result_dtype(node)
+            if want is None:
+                return convert(node)
+            saved = {}
+            for pos in positions:
+                arg = node.args[pos] if pos < len(node.args) else None
+                for src in (arg if isinstance(arg, (list, tuple)) else [arg]):
+                    x = self.env.get(src) if hasattr(src, "op") else None
+                    if isinstance(x, relax.Expr) and isinstance(x.ty, relax.TensorType) and x.ty.dtype != want \
+                            and src not in saved:
+                        saved[src] = x
+                        self.env[src] = self.block_builder.emit(relax.op.astype(x, want))
+            try:
+                return convert(node)
+            finally:
+                self.env.update(saved)
+        return run
 
     def _in_result_dtype(self, convert):
         """torch computes log/exp/sqrt/... of an integer tensor in float32; TVM's converters apply the
@@ -125,6 +155,9 @@ class ExportedProgramImporter(_TVMImporter):
         args = self.retrieve_args(node)
         axis = args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         tensors = list(args[0])
+        want = self._result_dtype(node)           # torch promotes mixed dtypes (int32 and int64: int64)
+        if want is not None:
+            tensors = [t if t.ty.dtype == want else self.block_builder.emit(relax.op.astype(t, want)) for t in tensors]
         kept = [t for t in tensors if static_shape(t) != [0]]
         if len(kept) < len(tensors) and any(t.ty.ndim != 1 for t in kept):
             tensors = kept

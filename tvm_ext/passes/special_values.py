@@ -3,6 +3,10 @@
 * ``argmax`` / ``argmin`` on floats: TVM's reduction compares with ``>`` / ``<``, which a NaN
   never wins, so a NaN is skipped. torch, numpy and onnxruntime return the index of the first
   NaN. Rewritten as ``where(any(isnan(x)), argmax(isnan(x)), argmax(x))`` along the same axis.
+* ``argmax`` / ``argmin`` of any dtype: TVM's reduction starts from (-1, the dtype's lowest /
+  highest value), so a slice that is all -inf (argmax) or all +inf (argmin), or all INT_MIN /
+  INT_MAX, never beats it and returns index -1. The frameworks return the first index, 0:
+  ``maximum(argmax(x), 0)``.
 * ``topk`` with ``k = 1`` on floats (torch's ``max(dim)`` / ``min(dim)``): TVM's sort does not
   order NaN, so the NaN-free maximum came back. torch's max(dim) returns NaN and its index when a
   NaN is present: rewritten as ``max(x)`` (the device's reduction propagates NaN) with the
@@ -35,10 +39,14 @@ def nan_first_arg_extremum(call):
     x = call.args[0]
     axis = None if call.attrs.axis is None else int(call.attrs.axis)
     keep = bool(call.attrs.keepdims)
+    # -1: nothing beat the start value (relax's argmax/argmin give int64)
+    index = relax.op.maximum(call, _const(0, str(getattr(call.ty, "dtype", "int64"))))
+    if not _is_float(x):
+        return index
     nan = relax.op.astype(relax.op.isnan(x), "int32")
     first_nan = relax.op.argmax(nan, axis, keep)          # first index of the largest: the first NaN
     any_nan = relax.op.greater(relax.op.max(nan, axis, keep), _const(0, "int32"))
-    return relax.op.where(any_nan, first_nan, call)
+    return relax.op.where(any_nan, first_nan, index)
 
 
 def top1_as_extremum(call):
@@ -71,9 +79,13 @@ RULES = {
 }
 
 
+#: rules that apply to integer operands too
+ANY_DTYPE = {"relax.argmax", "relax.argmin"}
+
+
 def special_value_form(call, lookup):
     rule = RULES.get(call.op.name)
-    if rule is None or not _is_float(call.args[0]):
+    if rule is None or not (_is_float(call.args[0]) or call.op.name in ANY_DTYPE):
         return None
     return rule(call)
 
