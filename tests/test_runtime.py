@@ -50,3 +50,28 @@ def test_fused_conv_chain_matches_unfused(rng, monkeypatch):
     # and both agree with the golden rules of the original ops
     ref = torch.relu(torch.nn.functional.conv2d(x, w0, padding=1) + torch.nn.functional.conv2d(x, w1))
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_into_a_broadcasting_add_is_not_fused(rng):
+    """Global context (gcresnet): a 1x1 conv of the pooled map, [1,1,1,C] in NHWC, added to the
+    [1,H,W,C] map. The fused kernels add in place on the conv's result, so the add stays its own op."""
+    g = Graph("context")
+    x = g.add_input("x", (1, 4, 8, 8), "float32")
+    ctx = g.add_input("ctx", (1, 4, 1, 1), "float32")
+    weights = [rng.standard_normal((4, 4, 1, 1)).astype(np.float32) for _ in range(2)]
+    w = [g.add_const(f"w{i}", v) for i, v in enumerate(weights)]
+    attrs = {"stride": [1, 1], "dilation": [1, 1], "groups": 1, "padding": [0, 0, 0, 0]}
+    c = g.add_op(OPS["conv2d"], "conv_ctx", [ctx, w[1]], attrs)     # first: the chain walk meets it first
+    fmap = g.add_op(OPS["conv2d"], "conv_map", [x, w[0]], attrs)
+    g.outputs = [g.add_op(OPS["relu"], "relu", [g.add_op(OPS["add"], "add", [c, fmap], {})], {})]
+    layout.channels_last(g)
+    layout.sink_permutes(g)
+    prog, _ = lower_graph(g, "main")
+    dp = DeviceProgram(prog)
+    fused = [s for s in dp.steps if "+" in s.op.name]
+    assert all(prog.tensors[s.op.inputs[0]].shape == (1, 8, 8, 4) for s in fused)   # only the map's conv
+    xs = [torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in ((1, 4, 8, 8), (1, 4, 1, 1))]
+    got = dp.run(xs)[0]
+    conv = torch.nn.functional.conv2d
+    ref = torch.relu(conv(xs[1], torch.from_numpy(weights[1])) + conv(xs[0], torch.from_numpy(weights[0])))
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)

@@ -64,6 +64,18 @@ def test_indexing_with_slices_follows_numpy_rules():
     compiled_matches(MixedIndex(), [torch.randn(2, 3, 4, 5)])
 
 
+class NegativeIndexAfterSlices(nn.Module):
+    """Falcon's fused QKV split: key and value heads picked from the end (x[..., [-2], :]), and a
+    run-time index tensor holding negative indices."""
+
+    def forward(self, x, idx):
+        return x[..., [-2], :] * 2, x[:, [-1, 0]] + 1, x[:, :, idx] - 1
+
+
+def test_negative_indices_count_from_the_end_like_torch():
+    compiled_matches(NegativeIndexAfterSlices(), [torch.randn(2, 3, 4, 5), torch.tensor([-1, 0, -4, 2])])
+
+
 def test_unfold():
     compiled_matches(nn.Unfold(kernel_size=(3, 1), padding=(1, 0)), [torch.randn(1, 8, 6, 1)])
 

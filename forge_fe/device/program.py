@@ -190,7 +190,10 @@ class DeviceProgram:
         """Pair each op with its kernel, replacing chains listed in FUSIONS by one fused op.
 
         A chain is op -> its output's sole reader -> ...; the fused op runs at the position
-        of the chain's last op, when every input of every member is available."""
+        of the chain's last op, when every input of every member is available. A member must
+        keep the shape of what it continues: the kernels apply it as an elementwise epilogue,
+        so an add that broadcasts the producer's result up (a [1,1,1,C] context added to a
+        [1,H,W,C] map) is not fused."""
         readers = {}
         for op in ops:
             for t in op.inputs:
@@ -207,6 +210,8 @@ class DeviceProgram:
                 nxt = readers.get(out, [])
                 if len(nxt) != 1 or out in outputs or nxt[0].inputs.count(out) != 1 or id(nxt[0]) in member:
                     break   # a member of an earlier chain (e.g. the other conv into a residual add) is taken
+                if self.prog.tensors[nxt[0].outputs[0]].shape != self.prog.tensors[out].shape:
+                    break
                 chain.append(nxt[0])
             if self._low_precision(op):
                 chain = [op]      # fidelity emulation runs op by op

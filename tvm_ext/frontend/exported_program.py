@@ -140,13 +140,23 @@ class ExportedProgramImporter(_TVMImporter):
         # into B; the result has B in place of the indexed dims when they are adjacent, else B first,
         # followed by the other dims in order. So: move the indexed dims to the front, index them
         # jointly (relax index_tensor), and move B back when they were adjacent.
+        # One index tensor after full slices (x[..., [-2], :]) is a take along that dim; TVM's take
+        # does not count negative indices from the end as torch does, so they are wrapped first
+        # (Falcon picks its key and value heads with [-2] and [-1]).
         data, indices = self.retrieve_args(node)[:2]
         adv = [i for i, idx in enumerate(indices) if idx is not None]
+        bb = self.block_builder
+        shape = static_shape(data)
+        if len(adv) == 1 and len(indices) > 1 and shape is not None:
+            axis, idx = adv[0], indices[adv[0]]
+            n = relax.const(shape[axis], idx.ty.dtype)
+            zero = relax.const(0, idx.ty.dtype)
+            idx = bb.emit(relax.op.where(relax.op.less(idx, zero), relax.op.add(idx, n), idx))
+            return bb.emit(relax.op.take(data, idx, axis=axis))
         if len(adv) < 2 or len(adv) == len(indices):
             return super()._index_tensor(node)
         rank = data.ty.ndim
         rest = [i for i in range(rank) if i not in adv]
-        bb = self.block_builder
         moved = bb.emit(relax.op.permute_dims(data, adv + rest))
         out = bb.emit(relax.op.index_tensor(moved, [indices[i] for i in adv]))
         if adv != list(range(adv[0], adv[0] + len(adv))) or adv[0] == 0:

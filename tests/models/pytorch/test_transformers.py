@@ -87,7 +87,7 @@ DECODERS = [
     hf("gemma", DECODER),
     hf("gemma2", DECODER),
     hf("gemma3_text", DECODER, dict(sliding_window=8), nightly=GEMMA3_270M),
-    hf("falcon", DECODER, xfail=("verify", "wrong result (PCC about -0.1 at push size): not yet found")),
+    hf("falcon", DECODER),
     hf("stablelm", DECODER),
     hf("starcoder2", DECODER),
     hf("biogpt", DECODER),
