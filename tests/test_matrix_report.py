@@ -43,6 +43,28 @@ def test_first_table_counts_models_per_stage_and_architectures_count_once():
     assert "expected: *import: fft*" in text
 
 
+def test_generation_rows_get_their_own_table_and_token_figures():
+    """compile_lm rows (framework pytorch-generate) show the new tokens equal to HF generate beside the
+    first-step PCC, count as the same architecture as the forward rows, and stay out of the forward
+    latency plot (their estimate is per token)."""
+    gen = [record("llama", framework="pytorch-generate", kind="greedy generation, 32 tokens", arch="llama",
+                  new_tokens=32, tokens_equal=32, est_latency_s=7e-4),
+           record("gpt2", "fail", framework="pytorch-generate", arch="gpt2", new_tokens=32, tokens_equal=5,
+                  failing_stage="verify", failure_class="wrong result", stage_reached="runtime", pcc=[0.9999],
+                  error="wrong result: new token 5 differs")]
+    recs = [record("llama", kind="decoder-only", est_latency_s=3e-5)] + gen
+    text = matrix_report.markdown(recs)
+    table = text[text.index("## Generation (compile_lm)"):]
+    assert "| llama | push | Float32 | pass | 32/32 | 0.99990 |" in table
+    assert "| gpt2 | push | Float32 | **FAIL** | 5/32 | 0.99990 |" in table
+    assert "| pytorch-generate | 2 | 2 | 1 | 0 | 1 | 0 |" in text and "**2 distinct architectures**" in text
+    assert "## Generation" not in matrix_report.markdown(RECORDS)
+    assert "llama (push)" not in matrix_report.plot_latency_by_arch(gen)
+    assert "llama (push) (pytorch): 0.03 ms" in matrix_report.plot_latency_by_arch(recs)     # the forward row's
+    page = matrix_report.html_report(recs, {})
+    assert "<th>tokens equal</th>" in page and "<td>32/32</td>" in page and "<td>5/32</td>" in page
+
+
 class _Page(HTMLParser):
     """Rows of the model table and the element ids (filter controls) of a report page."""
 

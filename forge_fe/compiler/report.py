@@ -29,13 +29,13 @@ def device_numerics_notes(graphs) -> list[str]:
     """Where the emulated device computes differently from the framework on purpose, for these
     device graphs: one sentence each, naming up to three nodes (reported, never silent)."""
     from forge_fe.config import DataFormat
-    found = {"int64": [], "float64": [], "bfp": []}
+    found = {"int64": [], "float64": [], "float16": [], "bfp": []}
     for g in graphs:
         for n in g.nodes:
             if n.dtype == "int64":
                 found["int64"].append(n.name)
-            elif n.dtype == "float64":
-                found["float64"].append(n.name)
+            elif n.dtype in ("float64", "float16"):
+                found[n.dtype].append(n.name)
             if n.df in (DataFormat.Bfp8_b, DataFormat.Bfp4_b):
                 found["bfp"].append(n.name)
 
@@ -48,6 +48,11 @@ def device_numerics_notes(graphs) -> list[str]:
     if found["float64"]:
         notes.append(f"float64 is computed as float32 on the device ({where(found['float64'])}): about 7 "
                      "significant digits, values beyond 3.4e38 become inf, float64 subnormals become 0")
+    if found["float16"]:
+        notes.append(f"float16 is computed as float32 on the device ({where(found['float16'])}): values are "
+                     "rounded to float16 where they leave the device, not after every op, so results are "
+                     "closer to the exact ones than the framework's float16 arithmetic (a float16 -> float32 "
+                     "cast shows the difference)")
     if found["bfp"]:
         notes.append(f"Bfp8_b/Bfp4_b tensors ({where(found['bfp'])}) flush subnormals to zero, and an inf "
                      "sets its 16-value block's shared exponent, so the block's other values become 0")

@@ -71,9 +71,10 @@ def _sink_one(graph: Graph, n: Node) -> bool:
         return True
     if n.op in BINARY:
         perms = [i.attrs["perm"] for i in ins if _is_permute(i)]
+        # the other operands must be single values (any layout is theirs); a permuted operand must
+        # have the result's rank, or the perm would be applied to a broadcast result of more dims
         if perms and all(p == perms[0] for p in perms) and all(
-                _is_permute(i) or _numel(i) == 1 for i in ins) and all(len(i.shape) == len(n.shape) or _numel(i) == 1
-                                                                     for i in ins):
+                len(i.shape) == len(n.shape) if _is_permute(i) else _numel(i) == 1 for i in ins):
             new_ins = [i.inputs[0] if _is_permute(i) else i for i in ins]
             _rewrite(graph, n, n.op, new_ins, n.attrs, perms[0])
             return True

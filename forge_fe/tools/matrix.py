@@ -4,7 +4,10 @@ A `MatrixCase` is a named model builder per size ("push": reduced sizes for ever
 push, "nightly": released sizes). `run_case` compiles it, runs it, compares the
 outputs with the framework's own, and returns a `ModelRecord`: status, the stage
 reached or the failing stage with its error, PCC per output, compile time, op
-count, device share and the performance model's latency estimate. Tests under
+count, device share and the performance model's latency estimate. A generation
+case (`generate=N`: a transformers causal LM and a prompt) is compiled with
+`forge_fe.compile_lm` instead, and its check is greedy generation: the N new
+tokens must equal the framework's `generate(do_sample=False)`. Tests under
 tests/models write one JSON record each (to $FORGE_FE_MATRIX_OUT); `forge-fe
 report` reads them (or runs the tests first) and writes docs/model_matrix.md and
 an HTML page with SVG plots (no plotting library needed).
@@ -59,6 +62,9 @@ class MatrixCase:
     reference: Callable | None = None  # (model, inputs) -> outputs, when the framework's call needs help
     arch: str = ""                     # the architecture (family) it counts as: sizes/opsets/frameworks count once
     tiers: tuple[str, ...] = SIZES     # the sizes it runs at ("push": reduced, "nightly": released)
+    # > 0: a generation case: build gives (causal LM, [input_ids]); compile_lm + greedy generate of this
+    # many new tokens, compared token for token with the framework's generate(do_sample=False)
+    generate: int = 0
 
     def __post_init__(self):
         self.arch = self.arch or self.name
@@ -88,9 +94,11 @@ class ModelRecord:
     cpu_ops: int | None = None
     device_share: float | None = None
     segments: int | None = None
-    est_latency_s: float | None = None
+    est_latency_s: float | None = None       # generation cases: the decode program's, per token
     timestamp: str = ""
     arch: str = ""
+    new_tokens: int | None = None            # generation cases: tokens generated ...
+    tokens_equal: int | None = None          # ... and how many of them, from the first, equal the framework's
 
     @property
     def key(self) -> str:
@@ -139,11 +147,50 @@ def _first_lines(text: str, n: int = 3) -> str:
     return "\n".join(str(text).strip().splitlines()[:n])
 
 
+def _running_stage(done: list[str]) -> str:
+    """The pipeline stage that was running when a compile stopped, from the stages it reported done
+    (compile_lm's programs report the pipeline's stages once each; the merge after them counts as 'binary')."""
+    from forge_fe.compiler.pipeline import STAGES
+    names = [name for _, name, _ in STAGES]
+    if not done:
+        return names[0]
+    i = names.index(done[-1]) + 1
+    return names[i] if i < len(names) else "binary"
+
+
+def _compiled(rec: ModelRecord, fail: Callable, compile_fn: Callable):
+    """compile_fn(progress) with the record's compile time and stage reached; (compiled, None), or
+    (None, the failed record) with the failure attributed to the stage that raised."""
+    from forge_fe.errors import ForgeError
+    done = []
+    t0 = time.perf_counter()
+    try:
+        compiled = compile_fn(lambda stage, secs: done.append(stage))
+    except ForgeError as exc:
+        rec.stage_reached = done[-1] if done else "build"
+        return None, fail(exc.stage, _first_lines(exc))
+    except Exception as exc:   # not wrapped by the pipeline: attribute it to the stage that was running
+        rec.stage_reached = done[-1] if done else "build"
+        return None, fail(_running_stage(done), f"uncaught {type(exc).__name__}: {_first_lines(exc)}")
+    rec.compile_s = time.perf_counter() - t0
+    rec.stage_reached = done[-1]
+    return compiled, None
+
+
+def _ran(fail: Callable, run: Callable):
+    """run() -> (outputs, None), or (None, the record failed at 'runtime')."""
+    from forge_fe.errors import ForgeError
+    try:
+        return run(), None
+    except ForgeError as exc:
+        return None, fail("runtime", _first_lines(exc))
+    except Exception as exc:
+        return None, fail("runtime", f"uncaught {type(exc).__name__}: {_first_lines(exc)}")
+
+
 def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32") -> ModelRecord:
     """Build, compile, run and compare one model; never raises for a model failure (the record says)."""
     import forge_fe
-    from forge_fe.errors import ForgeError
-    from forge_fe.compiler.pipeline import STAGES
 
     cfg_args, pcc_min = DATA_FORMATS[data_format]
     pcc_min = case.pcc_min if data_format == "Float32" else pcc_min
@@ -163,23 +210,13 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
     except Exception as exc:   # the framework could not build the model: not a forge_fe stage
         return fail("build", f"{type(exc).__name__}: {_first_lines(exc)}")
     rec.stage_reached = "build"
+    if case.generate:
+        return _run_generation(case, rec, fail, model, inputs[0], cfg_args, data_format)
 
-    done = []
-    t0 = time.perf_counter()
-    try:
-        cm = forge_fe.compile(model, inputs, module_name=case.name,
-                              compiler_cfg=forge_fe.CompilerConfig(**cfg_args),
-                              progress=lambda stage, secs: done.append(stage))
-    except ForgeError as exc:
-        rec.stage_reached = done[-1] if done else "build"
-        return fail(exc.stage, _first_lines(exc))
-    except Exception as exc:   # not wrapped by the pipeline: attribute it to the stage that was running
-        rec.stage_reached = done[-1] if done else "build"
-        names = [name for _, name, _ in STAGES]
-        stage = names[len(done)] if len(done) < len(names) else "binary"
-        return fail(stage, f"uncaught {type(exc).__name__}: {_first_lines(exc)}")
-    rec.compile_s = time.perf_counter() - t0
-    rec.stage_reached = done[-1]
+    cm, failed = _compiled(rec, fail, lambda progress: forge_fe.compile(
+        model, inputs, module_name=case.name, compiler_cfg=forge_fe.CompilerConfig(**cfg_args), progress=progress))
+    if failed:
+        return failed
     placement = cm.report.placement
     rec.op_count = len(placement)
     rec.device_ops = sum(p["where"] == "device" for p in placement)
@@ -188,12 +225,9 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
     rec.segments = len(cm.report.segments)
     rec.est_latency_s = cm.report.perf.get("estimated_latency_s")
 
-    try:
-        ours = cm(*inputs)
-    except ForgeError as exc:
-        return fail("runtime", _first_lines(exc))
-    except Exception as exc:
-        return fail("runtime", f"uncaught {type(exc).__name__}: {_first_lines(exc)}")
+    ours, failed = _ran(fail, lambda: cm(*inputs))
+    if failed:
+        return failed
     rec.stage_reached = "runtime"
     try:
         golden = (case.reference or framework_outputs)(model, inputs)
@@ -210,6 +244,57 @@ def run_case(case: MatrixCase, size: str = "push", data_format: str = "Float32")
         return fail("verify", f"wrong result: {what}")
     rec.stage_reached = "verify"
     rec.status = "xpass" if expected else "pass"
+    return rec
+
+
+def _run_generation(case: MatrixCase, rec: ModelRecord, fail: Callable, model, input_ids, cfg_args: dict,
+                    data_format: str) -> ModelRecord:
+    """compile_lm (one prefill bucket of the prompt's length, a cache just long enough), greedy
+    generation of case.generate tokens against the framework's generate(do_sample=False), and the
+    first step's logits PCC against the framework's forward. Float32 passes when every new token is
+    the framework's; reduced data formats on the logits PCC (their tokens are recorded, not required)."""
+    import torch
+
+    import forge_fe
+    from forge_fe.verify import pcc
+    new, prompt = case.generate, input_ids.shape[1]
+    rec.new_tokens = new
+    lm, failed = _compiled(rec, fail, lambda progress: forge_fe.compile_lm(
+        model, max_cache_len=prompt + new, prefill_buckets=[prompt], compiler_cfg=forge_fe.CompilerConfig(**cfg_args),
+        progress=progress))
+    if failed:
+        return failed
+    programs = lm.report.programs.values()
+    rec.op_count = sum(p["ops"] for p in programs)
+    rec.device_ops = sum(p["device_ops"] for p in programs)
+    rec.cpu_ops = rec.op_count - rec.device_ops
+    rec.device_share = rec.device_ops / rec.op_count if rec.op_count else None
+    rec.segments = sum(len(c.report.segments) for c in lm.programs.values())
+    rec.est_latency_s = lm.report.programs["decode"]["estimated_s"]
+
+    got, failed = _ran(fail, lambda: (lm.generate(input_ids, max_new_tokens=new), lm.logits(input_ids)[:, 0]))
+    if failed:
+        return failed
+    ours, first_logits = got
+    rec.stage_reached = "runtime"
+    try:
+        with torch.no_grad():
+            want = model.generate(input_ids, max_new_tokens=new, do_sample=False)
+            want_logits = model(input_ids).logits[:, -1]
+    except Exception as exc:
+        return fail("reference", f"{type(exc).__name__}: {_first_lines(exc)}")
+    if ours.shape != want.shape:
+        return fail("verify", f"generated {list(ours.shape)} tokens, the framework {list(want.shape)}")
+    differ = (ours[0, prompt:] != want[0, prompt:]).nonzero()
+    rec.tokens_equal = int(differ[0]) if len(differ) else new
+    rec.pcc = [pcc(first_logits.numpy().astype(np.float64), want_logits.numpy().astype(np.float64))]
+    if not rec.pcc[0] >= rec.pcc_min:
+        return fail("verify", f"wrong result: first-step logits PCC {rec.pcc[0]:.6f} < {rec.pcc_min}")
+    if data_format == "Float32" and rec.tokens_equal < new:
+        return fail("verify", f"wrong result: new token {rec.tokens_equal} differs from the framework's greedy "
+                              f"generate ({rec.tokens_equal} of {new} equal)")
+    rec.stage_reached = "verify"
+    rec.status = "xpass" if rec.expected_failure else "pass"
     return rec
 
 

@@ -7,6 +7,7 @@ Every factory returns a `forge_fe.tools.matrix.MatrixCase` whose `build(size)` g
     timm_model("resnet18", push_image=32)                 # timm.create_model(pretrained=False)
     torchvision_model("mobilenet_v3_small")               # torchvision.models.get_model(weights=None)
     diffusers_model("UNet2DModel", push=dict(...))        # diffusers model class from a config dict
+    lm_generation("llama")                                # compile_lm + greedy generate vs HF generate
 
 `push` is the reduced size (in the default test run), `nightly` the released size: for transformers
 the config's own defaults unless the entry names the smallest released checkpoint's config. Models
@@ -276,6 +277,24 @@ def diffusers_model(cls_name: str, push: dict, nightly: dict | None, inputs: Cal
     tiers = ("push", "nightly") if nightly is not None else ("push",)
     return MatrixCase(name, "pytorch", f"{kind} (diffusers {cls_name})", build, arch=arch or name,
                       tiers=tiers, **case)
+
+
+# ---- generation (forge_fe.compile_lm) ---------------------------------------------------------------------
+
+def lm_generation(arch: str, new: int = 32, prompt: int = 8, **case) -> MatrixCase:
+    """A generation row: the causal LM of forge_fe.generation.models (a transformers config, random
+    weights; push: its tiny size) compiled with compile_lm, `new` greedy tokens after a `prompt`-token
+    prompt compared with HF generate(do_sample=False) (MatrixCase.generate). The framework is
+    "pytorch-generate", so these rows sit apart from the forward-pass rows of the same architecture."""
+    from forge_fe.generation.models import ARCHS
+
+    def build(size):
+        from forge_fe.generation.models import causal_lm
+        model = causal_lm(arch, "tiny" if size == "push" else "100m")
+        model.generation_config.eos_token_id = None      # compare every new token (eos: tests/test_generation.py)
+        return model, [_ids(model.config, (1, prompt))]
+    label = f"greedy generation, {new} tokens (transformers {ARCHS[arch][1]})"
+    return MatrixCase(arch, "pytorch-generate", label, build, arch=arch, tiers=("push",), generate=new, **case)
 
 
 # ---- ONNX exports of pytorch entries ----------------------------------------------------------------------

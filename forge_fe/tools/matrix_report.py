@@ -17,7 +17,8 @@ import os
 from forge_fe.tools.matrix import DATA_FORMATS, FAILURE_CLASS, SIZES, ModelRecord
 
 STATUS_LABEL = {"pass": "pass", "fail": "**FAIL**", "xfail": "expected failure", "xpass": "**XPASS**"}
-FRAMEWORK_COLOR = {"pytorch": "#e4572e", "onnx": "#4c72b0", "tensorflow": "#f2a541", "jax": "#2a9d8f"}
+FRAMEWORK_COLOR = {"pytorch": "#e4572e", "onnx": "#4c72b0", "tensorflow": "#f2a541", "jax": "#2a9d8f",
+                   "pytorch-generate": "#8e44ad"}
 FORMAT_COLOR = {"Float32": "#333333", "Float16_b": "#4c72b0", "Bfp8_b weights": "#e4572e"}
 # Stages in pipeline order, for the per-stage table ("verify" = compared with the framework: passed).
 STAGE_ORDER = list(FAILURE_CLASS) + ["crash"]
@@ -47,6 +48,7 @@ hf("qwen3", DECODER, nightly=QWEN3_06B)                    # tests/models/pytorc
 timm_model("ghostnet_050", arch="ghostnet")                # tests/models/pytorch/test_timm_torchvision.py
 onnx_export(timm_model("dla34", arch="dla"), 11)           # tests/models/onnx/test_onnx_models.py
 diffusers_model("AutoencoderKL", SMALL_VAE, SD_VAE, image(3, 32), name="autoencoder_kl")
+lm_generation("llama")                                     # tests/models/pytorch/test_lm_generation.py
 MatrixCase("my_net", "pytorch", "CNN", build)              # any size -> (model, inputs) function
 ```
 
@@ -56,7 +58,9 @@ a diffusers config dict), the inputs (a kind's rule, or the entry's), the tolera
 `rtol`, `atol`), the tiers (`tiers=("push", "nightly")`: reduced and released sizes), the data
 formats compiled besides float32 (`formats=`), and a known failure as a strict expected failure
 naming the stage and the reason (`xfail=("import", "why")`). `arch` is the architecture the entry
-counts as: the same family from another library or at another opset counts once."""
+counts as: the same family from another library or at another opset counts once. A generation entry
+(`lm_generation`, `MatrixCase(..., generate=N)`) compiles a causal LM with `forge_fe.compile_lm` and
+checks N greedy tokens against the framework's `generate(do_sample=False)`."""
 
 SHARDING = """\
 ## Sharded runs across hosts
@@ -146,6 +150,29 @@ def _framework_table(rows) -> list[str]:
     return lines
 
 
+def _tokens_text(r: ModelRecord) -> str:
+    """'32/32': new tokens equal to the framework's, from the first (generation rows), else '-'."""
+    return "-" if r.new_tokens is None or r.tokens_equal is None else f"{r.tokens_equal}/{r.new_tokens}"
+
+
+def _generation_table(recs) -> list[str]:
+    rows = _order([r for r in recs if r.new_tokens is not None])
+    if not rows:
+        return []
+    lines = ["## Generation (compile_lm)", "",
+             "Prefill and decode programs over a static KV cache (`forge_fe.compile_lm`, docs/generation.md): "
+             "the greedy tokens after an 8-token prompt, from the first, that equal transformers' "
+             "`generate(do_sample=False)` (a float32 row passes when all do), the PCC of the first step's "
+             "logits against the framework's forward, and the performance model's decode estimate per token.", "",
+             "| model | size | format | status | new tokens equal | first-step logits PCC | compile s | ops "
+             "(prefill + decode) | est. decode ms/token |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.model} | {r.size} | {r.data_format} | {STATUS_LABEL[r.status]} | {_tokens_text(r)} | "
+                     f"{_fmt(_min_pcc(r), '.5f')} | {_fmt(r.compile_s, '.2f')} | {_fmt(r.op_count, 'd')} | "
+                     f"{_fmt(None if r.est_latency_s is None else r.est_latency_s * 1e3, '.4f')} |")
+    return lines + [""]
+
+
 def _failing_stage_text(r):
     if not r.failing_stage:
         return "-"
@@ -183,6 +210,7 @@ def markdown(recs: list[ModelRecord], plots_dir: str | None = None) -> str:
                          f"{_fmt(None if r.device_share is None else 100 * r.device_share, '.1f')} | "
                          f"{_fmt(None if r.est_latency_s is None else r.est_latency_s * 1e3, '.4f')} |")
         lines.append("")
+    lines += _generation_table(recs)
     fmt_rows = _pcc_by_format(recs)
     if fmt_rows:
         dfs = list(DATA_FORMATS)
@@ -309,10 +337,10 @@ def plot_device_share(recs) -> str:
 
 def plot_latency_by_arch(recs) -> str:
     """The performance model's estimated latency per architecture, at the largest size it compiled at
-    (nightly when recorded), log scale."""
+    (nightly when recorded), log scale. Forward passes only: a generation row's estimate is per token."""
     best = {}
     for r in recs:
-        if r.data_format != "Float32" or r.est_latency_s is None:
+        if r.data_format != "Float32" or r.est_latency_s is None or r.new_tokens is not None:
             continue
         arch = r.arch or r.model
         if arch not in best or (r.size == "nightly" and best[arch].size != "nightly"):
@@ -367,7 +395,7 @@ PLOTS = {"compile_time_vs_ops.svg": plot_compile_vs_ops, "device_share.svg": plo
 # ---- HTML ---------------------------------------------------------------------------------------
 
 _COLUMNS = ("model", "framework", "architecture", "kind", "size", "format", "status", "stage", "PCC (min)",
-            "compile s", "ops", "device %", "est. latency ms", "error")
+            "tokens equal", "compile s", "ops", "device %", "est. latency ms", "error")
 
 # Filtering: every row carries data-* attributes; the controls hide rows that do not match and the
 # counter says how many are shown. The page logs one line when it is ready (the browser test reads it).
@@ -424,7 +452,7 @@ def html_report(recs: list[ModelRecord], plots: dict[str, str]) -> str:
     for r in _order(recs):
         stage = _stage(r)
         cells = (r.model, r.framework, r.arch or r.model, r.kind, r.size, r.data_format, r.status,
-                 "-" if stage == "pass" else stage, _fmt(_min_pcc(r), ".5f"), _fmt(r.compile_s, ".2f"),
+                 "-" if stage == "pass" else stage, _fmt(_min_pcc(r), ".5f"), _tokens_text(r), _fmt(r.compile_s, ".2f"),
                  _fmt(r.op_count, "d"), _fmt(None if r.device_share is None else 100 * r.device_share, ".1f"),
                  _fmt(None if r.est_latency_s is None else r.est_latency_s * 1e3, ".4f"),
                  " ".join((r.error or "").split())[:200])

@@ -145,3 +145,31 @@ def test_entries_have_unique_records_and_name_real_stages():
             for size, (stage, why) in case.xfail.items():
                 assert size in case.tiers and stage in stages and why, (case.name, size, stage)
     assert seen
+
+
+def test_generation_case_checks_greedy_tokens_against_hf(monkeypatch):
+    """A generation entry compiles with compile_lm and passes when every new greedy token is HF's; a
+    token that differs fails at 'verify' with how many matched; a model compile_lm refuses fails at
+    compile_lm's own stage."""
+    from forge_fe.generation import runtime
+    from forge_fe.tools.matrix_builders import lm_generation
+    case = lm_generation("gpt2", new=8)
+    rec = matrix.run_case(case)
+    assert (rec.status, rec.stage_reached, rec.tokens_equal, rec.new_tokens) == ("pass", "verify", 8, 8)
+    assert rec.pcc[0] > 0.9999 and rec.compile_s > 0 and rec.op_count > 0 and rec.est_latency_s > 0
+
+    generate = runtime.CompiledLM.generate
+
+    def sixth_token_off(self, ids, max_new_tokens=None, **options):
+        out = generate(self, ids, max_new_tokens, **options)
+        out[0, ids.shape[1] + 5] += 1
+        return out
+    monkeypatch.setattr(runtime.CompiledLM, "generate", sixth_token_off)
+    rec = matrix.run_case(case)
+    assert (rec.status, rec.failing_stage, rec.tokens_equal) == ("fail", "verify", 5) and "new token 5" in rec.error
+
+    not_an_lm = MatrixCase("mlp", "pytorch-generate", "generation",
+                           lambda size: (small(size)[0], [torch.ones(1, 4).long()]), generate=4)
+    rec = matrix.run_case(not_an_lm)
+    assert (rec.status, rec.failing_stage, rec.stage_reached) == ("fail", "compile_lm", "build")
+    assert "causal LM" in rec.error

@@ -1,4 +1,4 @@
-"""ONNX elementwise ops TVM 0.27 lacks or gets wrong: activations (Celu, Elu, Swish, SwiGLU,
+"""ONNX elementwise ops TVM 0.27 lacks or gets wrong: activations (Celu, Elu, Selu, Swish, SwiGLU,
 ThresholdedRelu, Gelu at infinities), comparisons and arithmetic edge cases (Equal of shapes, Clip, Pow, Mod, BitShift,
 IsInf, Sign of NaN) and float -> integer Cast."""
 from __future__ import annotations
@@ -185,6 +185,19 @@ class Elu(OnnxOpConverter):
         return relax.op.where(relax.op.greater(x, _const(0, dt)), x, neg)
 
 
+class Selu(OnnxOpConverter):
+    """Selu in the input's dtype (TVM's converter builds float32 constants, which float16 inputs refuse)."""
+
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        x = inputs[0]
+        dt = _dtype(x)
+        alpha = float(attr.get("alpha", 1.67326319217681884765625))
+        gamma = float(attr.get("gamma", 1.05070102214813232421875))
+        neg = relax.op.multiply(_const(gamma * alpha, dt), relax.op.subtract(relax.op.exp(x), _const(1, dt)))
+        return relax.op.where(relax.op.greater(x, _const(0, dt)), relax.op.multiply(_const(gamma, dt), x), neg)
+
+
 class Pow(_tvm_onnx.Pow):
     """Pow whose exponent has another dtype than the base (ONNX allows it; the
     result has the base's dtype).  TVM refuses mixed dtypes."""
@@ -331,7 +344,7 @@ class Cast(_tvm_onnx.Cast):
 
 #: op_type -> converter class, merged over TVM's map by :mod:`.registry`
 CONVERTERS: dict[str, type] = {
-    "Equal": Equal, "Clip": Clip, "Celu": Celu, "Swish": Swish, "SwiGLU": SwiGLU, "Elu": Elu, "Pow": Pow,
+    "Equal": Equal, "Clip": Clip, "Celu": Celu, "Swish": Swish, "SwiGLU": SwiGLU, "Elu": Elu, "Selu": Selu, "Pow": Pow,
     "IsInf": IsInf, "Mod": Mod, "BitShift": BitShift, "Sign": Sign, "ThresholdedRelu": ThresholdedRelu,
     "Cast": Cast, "Gelu": Gelu,
 }
