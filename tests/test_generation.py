@@ -57,6 +57,27 @@ def test_sampling_with_a_generator_draws_hf_tokens(arch):
     assert not torch.equal(other, out), "a different seed must give different samples"
 
 
+def test_stream_yields_the_generate_tokens_as_they_are_chosen(monkeypatch):
+    """stream() gives one [batch] token per step, each before the next decode step runs, and the same
+    tokens as generate() (greedy and sampled with the same generator)."""
+    from forge_fe.generation.runtime import CompiledLM
+    _, lm = lm_of("llama")
+    ids = prompt(6, seed=6)
+    decodes = []
+    real = CompiledLM._decode
+    monkeypatch.setattr(CompiledLM, "_decode", lambda self, tok, state: decodes.append(1) or real(self, tok, state))
+    steps = []
+    for i, tok in enumerate(lm.stream(ids, max_new_tokens=5)):
+        assert tok.shape == (1,) and tok.dtype == torch.long
+        assert len(decodes) == i, "a token is yielded before the next decode step runs"
+        steps.append(tok)
+    assert len(decodes) == 4 and torch.equal(torch.stack(steps, 1), lm.generate(ids, max_new_tokens=5)[:, 6:])
+    opts = dict(do_sample=True, temperature=0.9, top_k=20)
+    sampled = [t for t in lm.stream(ids, max_new_tokens=5, generator=torch.Generator().manual_seed(3), **opts)]
+    assert torch.equal(torch.stack(sampled, 1),
+                       lm.generate(ids, max_new_tokens=5, generator=torch.Generator().manual_seed(3), **opts)[:, 6:])
+
+
 @pytest.mark.parametrize("t, k, p", [(1.0, 50, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (0.5, 3, 0.3), (1.0, 1, 0.5)])
 def test_warpers_equal_hf_logits_processors(t, k, p):
     """temperature -> top-k -> top-p, as HF's generate chains them, on the same logits (with ties)."""
@@ -243,6 +264,10 @@ def test_only_causal_lms_with_full_attention_caches_compile():
     bert = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     with pytest.raises(ForgeError, match="not a decoder-only causal LM"):
         forge_fe.compile_lm(bert)
+    penalised = causal_lm("gpt2")
+    penalised.generation_config.repetition_penalty = 1.2      # HF generate would apply it; compile_lm cannot
+    with pytest.raises(ForgeError, match=r"generation_config sets options .*repetition_penalty"):
+        forge_fe.compile_lm(penalised, max_cache_len=S)
     mistral = causal_lm("mistral", sliding_window=8)
     with pytest.raises(ForgeError, match=r"unsupported cache type in layer 0 .*sliding window 8 < max_cache_len 64"):
         forge_fe.compile_lm(mistral, max_cache_len=S)

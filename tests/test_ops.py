@@ -48,6 +48,8 @@ CASES = {
     "softmax": ([((2, 3, 7), F32)], {"dim": -1}),
     "log_softmax": ([((2, 7), F32)], {"dim": 1}),
     "layer_norm": ([((2, 3, 8), F32), ((8,), F32), ((8,), F32)], {"normalized_shape": [8], "epsilon": 1e-5}),
+    "rms_norm": ([((2, 3, 8), F32), ((8,), F32)], {"normalized_shape": [8], "epsilon": 1e-5}),
+    "rms_norm_unweighted": ([((2, 3, 8), F32)], {"normalized_shape": [8], "epsilon": 1e-6}),
     "reshape": ([((2, 3, 4), F32)], {"shape": [6, 4]}),
     "permute": ([((2, 3, 4), F32)], {"perm": [2, 0, 1]}),
     "concat": ([((2, 3), F32), ((2, 5), F32)], {"dim": 1}),

@@ -146,6 +146,8 @@ def stage_post_initial_graph(ctx):
         post_initial.decompose(g)
         post_initial.remove_noops(g)
         fuse.fuse_gelu_tanh(g)             # GPT-2's spelled-out GELU -> one gelu op
+        fuse.fuse_silu(g)                  # x * sigmoid(x) (SwiGLU's gate) -> one silu op
+        fuse.fuse_rms_norm(g)              # Llama's six-op RMSNorm -> one rms_norm op
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
         post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)

@@ -402,6 +402,20 @@ def _layer_norm(c: OpContext) -> Cost:
     return Cost(8.0 * math.prod(x.shape), n * per_tile + rows * per_row, rows)
 
 
+@rule("rms_norm", "ttir.rms_norm")
+def _rms_norm(c: OpContext) -> Cost:
+    """Per input tile: square, sum-reduce (mean of squares), multiply by the row's rsqrt, and by
+    gamma when given (3 to 4 passes); per row of tiles: add eps and rsqrt. Rows stay on one core."""
+    x = c.ins[0]
+    rank = len(x.shape)
+    n_norm = len(c.attrs.get("normalized_shape") or [x.shape[-1]])
+    n = tiles(x.shape)
+    rows = max(1, n // max(1, tiles(x.shape[rank - n_norm:])))
+    per_tile = _reduce_tile_cycles("sum", list(range(rank - n_norm, rank)), rank, c.phases()) \
+        + 2 * TILE_CYCLES["multiply"] + (TILE_CYCLES["multiply"] if len(c.ins) > 1 else 0)
+    return Cost(4.0 * math.prod(x.shape), n * per_tile + rows * (TILE_CYCLES["add"] + TILE_CYCLES["rsqrt"]), rows)
+
+
 # -- pooling
 
 def _pool(kind: str):

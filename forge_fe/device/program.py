@@ -13,7 +13,7 @@ import torch
 
 from forge_fe.binary import model as bm
 from forge_fe.config import DataFormat, MathFidelity
-from forge_fe.device import numerics
+from forge_fe.device import numerics, parallel
 from forge_fe.device.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, make_fidelity_kernel
 from forge_fe.errors import RuntimeFailure
 
@@ -232,10 +232,11 @@ class DeviceProgram:
 
     def run(self, inputs: list[torch.Tensor], profiler=None) -> list[torch.Tensor]:
         slots = self._bind(inputs)
-        for step in self.steps:
-            self._exec(step, slots, profiler)
-            for t in step.free:
-                slots[t] = None
+        with parallel.intra_op():      # large ops split over the device's pool, torch on one thread
+            for step in self.steps:
+                self._exec(step, slots, profiler)
+                for t in step.free:
+                    slots[t] = None
         outs = [slots[i] for i in self.prog.outputs]
         # An output that is a stored input written in place (a donated KV cache) comes back next call.
         self._returned = {id(t): t._version for t in outs}

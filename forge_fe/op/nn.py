@@ -445,6 +445,44 @@ layer_norm = defop("layer_norm", shape=same_as_first, backward=_layer_norm_grad,
                    doc="y = (x - mean) / sqrt(var + eps) * gamma + beta over the trailing dims")
 
 
+def _rms_norm_golden(ins, a):
+    x = ins[0]
+    dims = tuple(range(x.dim() - len(a["normalized_shape"]), x.dim()))
+    y = x * torch.rsqrt(torch.mean(x * x, dims, keepdim=True) + a["epsilon"])
+    return y * ins[1] if len(ins) > 1 else y
+
+
+def _rms_norm_lower(e, ins, a, out):
+    return e.op("ttir.rms_norm", ins, out.shape, out.elem,
+                {"normalized_shape": E.I64Array(a["normalized_shape"]), "epsilon": E.F32(a["epsilon"]),
+                 "operandSegmentSizes": E.I32Array([1, len(ins) - 1, 0])}, data_format=out.data_format)
+
+
+def _rms_norm_grad(d):
+    """With r = rsqrt(mean(x^2) + eps) over the normalized dims and xhat = x * r: dgamma = sum g*xhat,
+    dx = r * (dxhat - xhat * mean(dxhat * xhat)), dxhat = g * gamma."""
+    from forge_fe.op.eltwise import add, multiply, rsqrt, subtract
+    from forge_fe.op.reduce import mean
+    x, g = d.x[0], d.grad
+    dims = list(range(x.type.rank - len(d.node.attrs["normalized_shape"]), x.type.rank))
+    r = d.op(rsqrt, d.op(add, d.op(mean, d.op(multiply, x, x), dims=dims, keep_dim=True),
+                         d.const(d.node.attrs["epsilon"])))
+    xhat = d.op(multiply, x, r)
+    dxhat = d.op(multiply, g, d.x[1]) if len(d.x) > 1 else g
+    dx = d.op(multiply, r, d.op(subtract, dxhat, d.op(multiply, xhat, d.op(
+        mean, d.op(multiply, dxhat, xhat), dims=dims, keep_dim=True))))
+    grads = [dx if d.needs[0] else None]
+    if len(d.x) > 1:
+        grads.append(d.unbroadcast(d.op(multiply, g, xhat), d.x[1].shape) if d.needs[1] else None)
+    return grads
+
+
+rms_norm = defop("rms_norm", shape=same_as_first, golden=_rms_norm_golden, lower=_rms_norm_lower,
+                 backward=_rms_norm_grad,
+                 doc="y = x * rsqrt(mean(x^2) + eps) * gamma over the trailing dims (Llama's RMSNorm; "
+                     "made by forge_fe.passes.fuse.fuse_rms_norm from its decomposed form)")
+
+
 def _batchnorm_from_relax(call):
     at = call.attrs
     if int(at.axis) != 1:

@@ -1,4 +1,4 @@
-"""Fusions of decomposed activations back into the one op the device has for them.
+"""Fusions of decomposed activations and norms back into the one op the device has for them.
 
 Frameworks often spell an activation out in elementwise ops (GPT-2's `NewGELUActivation` is
 `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))`): eight ops, eight passes over the
@@ -79,3 +79,93 @@ def fuse_gelu_tanh(graph: Graph) -> int:
         graph.replace_uses(replaced)
         graph.remove_dead()
     return len(replaced)
+
+
+def fuse_silu(graph: Graph) -> int:
+    """`x * sigmoid(x)` (either order; the sigmoid read by nothing else) -> silu(x): the SwiGLU gate of
+    Llama-family MLPs, as transformers spells it after export."""
+    users = graph.users()
+    replaced = {}
+    for n in [n for n in graph.nodes if n.kind == OP and n.op is op["multiply"] and len(n.inputs) == 2]:
+        for x, s in ((n.inputs[0], n.inputs[1]), (n.inputs[1], n.inputs[0])):
+            if s.kind == OP and s.op is op["sigmoid"] and s.inputs[0] is x and _only_reader(users, s) is n \
+                    and n.shape == x.shape and n.dtype == x.dtype:
+                replaced[n] = _replacement(graph, n, "silu", [x], {})
+                break
+    if replaced:
+        graph.replace_uses(replaced)
+        graph.remove_dead()
+    return len(replaced)
+
+
+def _is_square_of(sq: Node, x: Node) -> bool:
+    """sq = x ** 2 or x * x."""
+    if sq.kind != OP:
+        return False
+    if sq.op is op["power"]:
+        return sq.inputs[0] is x and _scalar(sq.inputs[1]) == 2.0
+    return sq.op is op["multiply"] and sq.inputs[0] is x and sq.inputs[1] is x
+
+
+def _rms_core(users, n: Node):
+    """If n = x * rsqrt(mean(x ** 2, trailing dims, keep_dim) + eps), each intermediate read only by the
+    next: (x, eps, number of normalized dims), else None."""
+    for x, r in ((n.inputs[0], n.inputs[1]), (n.inputs[1], n.inputs[0])):
+        if r.kind != OP or r.op is not op["rsqrt"] or _only_reader(users, r) is not n or n.shape != x.shape:
+            continue
+        s = r.inputs[0]
+        if s.kind != OP or s.op is not op["add"] or _only_reader(users, s) is not r:
+            continue
+        for m, e in ((s.inputs[0], s.inputs[1]), (s.inputs[1], s.inputs[0])):
+            eps = _scalar(e)
+            if eps is None or m.kind != OP or m.op is not op["mean"] or _only_reader(users, m) is not s \
+                    or not m.attrs.get("keep_dim") or not _is_square_of(m.inputs[0], x) \
+                    or _only_reader(users, m.inputs[0]) is not m:
+                continue
+            rank = len(x.shape)
+            dims = sorted(d % rank for d in m.attrs["dims"])
+            if dims and dims == list(range(rank - len(dims), rank)):
+                return x, eps, len(dims)
+    return None
+
+
+def fuse_rms_norm(graph: Graph) -> int:
+    """`x * rsqrt(mean(x**2) + eps)`, then `* gamma` when gamma spans just the normalized dims ->
+    rms_norm(x, gamma): Llama's RMSNorm is six ops per use as exported (power, mean, add, rsqrt and two
+    multiplies), the device's ttir.rms_norm one (and one rounding of its result instead of five)."""
+    users = graph.users()
+    replaced = {}
+    for n in [n for n in graph.nodes if n.kind == OP and n.op is op["multiply"] and len(n.inputs) == 2]:
+        if n in replaced:
+            continue
+        core = _rms_core(users, n)
+        if core is None:
+            continue
+        x, eps, k = core
+        norm_shape = list(x.shape[len(x.shape) - k:])
+        out, ins = n, [x]
+        scale = _only_reader(users, n)
+        if scale is not None and scale.kind == OP and scale.op is op["multiply"] and len(scale.inputs) == 2 \
+                and scale.shape == x.shape and scale.dtype == x.dtype:
+            gamma = scale.inputs[1] if scale.inputs[0] is n else scale.inputs[0]
+            dims = list(gamma.shape)
+            while dims and dims[0] == 1 and len(dims) > k:
+                dims.pop(0)
+            if gamma is not n and dims == norm_shape and gamma.dtype == x.dtype:
+                if list(gamma.shape) != norm_shape:
+                    gamma = graph.add_op(op["reshape"], f"{gamma.name}.vec", [gamma], {"shape": norm_shape},
+                                         before=scale)
+                out, ins = scale, [x, gamma]
+        replaced[out] = _replacement(graph, out, "rms_norm", ins, {"normalized_shape": norm_shape, "epsilon": eps})
+    if replaced:
+        graph.replace_uses(replaced)
+        graph.remove_dead()
+    return len(replaced)
+
+
+def _replacement(graph: Graph, out: Node, opname: str, ins: list, attrs: dict) -> Node:
+    """A new `opname` node that takes over out's name, metadata and data format."""
+    graph.release_name(out.name)
+    new = graph.add_op(op[opname], out.name, ins, attrs, meta=out.meta, before=out)
+    new.df = out.df
+    return new

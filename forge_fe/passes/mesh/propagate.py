@@ -430,7 +430,7 @@ ELEMENTWISE = {v for v in vars(eltwise).values() if isinstance(v, OpDef)}
 RULES = {
     "matmul": matmul, "linear": matmul, "sum": reduction, "mean": reduction, "max": reduction, "min": reduction,
     "prod": reduction, "softmax": along("dim"), "log_softmax": along("dim"), "concat": along("dim"),
-    "layer_norm": layer_norm, "permute": permute, "reshape": reshape, "slice": slice_, "broadcast": broadcast,
+    "layer_norm": layer_norm, "rms_norm": layer_norm, "permute": permute, "reshape": reshape, "slice": slice_, "broadcast": broadcast,
     "repeat": repeat, "take": take, "conv2d": batch_only, "max_pool2d": batch_only, "avg_pool2d": batch_only,
     "global_avg_pool2d": batch_only, "index_copy": cache_write,
 }
