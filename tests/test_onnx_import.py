@@ -1478,3 +1478,75 @@ def test_dft_run_time_length_is_refused_naming_the_node():
     model = _node_model(oh.make_node("DFT", ["x", "n"], ["y"], axis=1, name="dft0"), feeds, [vi("y", [2, 8, 2])], 17)
     with pytest.raises(FrontendError, match="dft0.*dft_length must be a constant"):
         forge_fe.compile(model, list(feeds.values()))
+
+
+# --------------------------------------------------------------------------
+# shapes computed at run time from static input shapes (fold_static)
+# --------------------------------------------------------------------------
+
+
+def _chunk_model():
+    """``x.chunk(2, dim=1)`` then a Conv, as the TorchScript exporter writes it (ShuffleNet): the
+    Slice bounds are Shape -> Gather -> Add -> Div -> Mul of the input's channel count."""
+    i64 = lambda *v: np.array(v, dtype=np.int64)
+    nodes = [
+        oh.make_node("Shape", ["x"], ["s"]),
+        oh.make_node("Gather", ["s", "one_1d"], ["c"], axis=0),
+        oh.make_node("Add", ["c", "one_1d"], ["c1"]),
+        oh.make_node("Div", ["c1", "two_1d"], ["half"]),
+        oh.make_node("Mul", ["half", "one_1d"], ["end0"]),
+        oh.make_node("Mul", ["half", "two_1d"], ["end1"]),
+        oh.make_node("Slice", ["x", "zero_1d", "end0", "one_1d"], ["first"]),
+        oh.make_node("Slice", ["x", "end0", "end1", "one_1d"], ["second"]),
+        oh.make_node("Conv", ["second", "w"], ["conv"]),
+        oh.make_node("Concat", ["first", "conv"], ["y"], axis=1),
+    ]
+    inits = [const("zero_1d", i64(0)), const("one_1d", i64(1)), const("two_1d", i64(2)),
+             const("w", np.random.default_rng(0).standard_normal((4, 4, 1, 1)).astype(np.float32))]
+    return make_model(nodes, [vi("x", [1, 8, 4, 4])], [vi("y", [1, 8, 4, 4])], inits, opset=13)
+
+
+def _computed_pad_model():
+    """Pads computed from the input's shape (Swin's window padding), and a Shape read from the padded
+    tensor: the second Shape is static only once the pads are known."""
+    i64 = lambda *v: np.array(v, dtype=np.int64)
+    nodes = [
+        oh.make_node("Shape", ["x"], ["s"]),
+        oh.make_node("Slice", ["s", "start", "end"], ["w_dim"]),          # [W]
+        oh.make_node("Mod", ["w_dim", "window"], ["rem"]),
+        oh.make_node("Sub", ["window", "rem"], ["pad_w"]),
+        # torch's F.pad export: [w_lo, w_hi, 0...] as pairs, reversed to ONNX's [begins, ends]
+        oh.make_node("Concat", ["pad_w_lo", "pad_w", "zeros6"], ["torch_pads"], axis=0),
+        oh.make_node("Reshape", ["torch_pads", "pairs"], ["pad_pairs"]),
+        oh.make_node("Slice", ["pad_pairs", "minus1", "very_negative", "zero_1d", "minus1"], ["reversed"]),
+        oh.make_node("Transpose", ["reversed"], ["begins_ends"], perm=[1, 0]),
+        oh.make_node("Reshape", ["begins_ends", "minus1"], ["pads"]),
+        oh.make_node("Pad", ["x", "pads"], ["padded"], mode="constant"),
+        oh.make_node("Shape", ["padded"], ["ps"]),
+        oh.make_node("Slice", ["ps", "start", "end"], ["padded_w"]),
+        oh.make_node("Div", ["padded_w", "window"], ["n_windows"]),
+        oh.make_node("Concat", ["lead", "n_windows", "window"], ["win_shape"], axis=0),
+        oh.make_node("Reshape", ["padded", "win_shape"], ["windows"]),
+        oh.make_node("ReduceSum", ["windows", "last"], ["y"], keepdims=0),
+    ]
+    inits = [const("start", i64(3)), const("end", i64(4)), const("window", i64(4)), const("zeros6", i64(0, 0, 0, 0, 0, 0)),
+             const("pad_w_lo", i64(0)), const("pairs", i64(-1, 2)), const("minus1", i64(-1)),
+             const("very_negative", i64(-(2**62))), const("zero_1d", i64(0)), const("lead", i64(1, 2, 3)), const("last", i64(-1))]
+    return make_model(nodes, [vi("x", [1, 2, 3, 6])], [vi("y", [1, 2, 3, 2])], inits, opset=13)
+
+
+@pytest.mark.parametrize("build", [_chunk_model, _computed_pad_model], ids=["chunk", "computed_pad"])
+def test_shapes_computed_from_static_input_shapes_fold(build, monkeypatch):
+    from tvm_ext.frontend.onnx import fold_static, importer
+    model = build()
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    folded = fold_static.fold_static_subgraphs(model, {"x": x.shape})
+    assert not [n.op_type for n in folded.graph.node if n.op_type in ("Shape", "Div", "Mod", "Transpose")]
+    assert len(model.graph.node) > len(folded.graph.node)          # the caller's proto is untouched
+    mod, _ = check_against_ort(model, {"x": x})
+    assert_static(mod)
+    # without the fold, TVM's importer meets a computed shape (why the pass exists)
+    monkeypatch.setattr(importer, "fold_static_subgraphs", lambda m, shapes: m)
+    with pytest.raises(FrontendError, match="TVM's ONNX importer failed on (Conv|Pad) node"):
+        from_onnx(model, {"x": x.shape}, {"x": "float32"})

@@ -47,10 +47,12 @@ class _Names:
 def compile_cpu_segment(seg) -> bytes:
     """tvm.compile the segment's Relax function for the host and return the shared object."""
     from tvm import relax
+    from tvm_ext.passes.accumulate_in_float32 import AccumulateInFloat32
     from tvm_ext.passes.guard_integer_division import GuardIntegerDivision
     mod = tvm.IRModule({"main": seg.func.with_attr("global_symbol", "main")})
     try:
         mod = GuardIntegerDivision()(mod)      # no SIGFPE from integer division on the host
+        mod = AccumulateInFloat32()(mod)       # float16 reductions as the device computes them
         ex = tvm.compile(mod, target=tvm.target.Target(HOST_TARGET))
     except Exception as exc:
         ops = sorted({b.value.op.name for b in seg.bindings if isinstance(b.value, relax.Call)

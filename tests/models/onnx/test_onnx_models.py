@@ -63,12 +63,10 @@ CASES += [
     onnx_export(timm_model("convit_tiny", arch="convit", push=dict(img_size=32, patch_size=8, embed_dim=64, depth=2,
                                                                    num_heads=4)), 17),
     onnx_export(torchvision_model("squeezenet1_1", arch="squeezenet", push_image=64), 11),
-    onnx_export(torchvision_model("shufflenet_v2_x0_5", arch="shufflenet_v2"), 13,
-                xfail=("import", "TVM's ONNX Conv converter finds no static weight shape after the channel shuffle")),
+    onnx_export(torchvision_model("shufflenet_v2_x0_5", arch="shufflenet_v2"), 13),
     onnx_export(torchvision_model("mobilenet_v3_small", arch="mobilenet_v3"), 18, dynamo=True),
     onnx_export(torchvision_model("efficientnet_b0", arch="efficientnet"), 18, dynamo=True),
-    onnx_export(torchvision_model("swin_t", arch="swin", push_image=64), 17,
-                xfail=("import", "ConstantOfShape of a computed shape (the shifted-window attention mask)")),
+    onnx_export(torchvision_model("swin_t", arch="swin", push_image=64), 17),
 ]
 
 test_push, test_data_format, test_nightly = matrix.pytest_tests(CASES)

@@ -33,6 +33,7 @@ from tvm.relax.frontend.onnx import onnx_frontend as _tvm_onnx
 from forge_fe.errors import FrontendError
 
 from .common import UnsupportedForm
+from .fold_static import fold_static_subgraphs
 from .patch import ConverterFailure, _one_line, nodes_needing_tensor_outputs, patched_convert_map
 from .registry import convert_map
 
@@ -80,6 +81,7 @@ def from_onnx(
     opsets = _opsets(model)
     _check_supported_ops(model, opsets)
     shapes, dtypes = _resolve_inputs(model.graph, input_shapes or {}, input_dtypes or {})
+    model = _prepare(fold_static_subgraphs(model, shapes))   # new initializers: names checked again
 
     tensor_nodes = nodes_needing_tensor_outputs(model.graph)
     with patched_convert_map(tensor_output_nodes=tensor_nodes), _quiet_stdout():
