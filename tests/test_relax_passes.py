@@ -1,5 +1,6 @@
 """tvm_ext's Relax passes, each on a small module."""
 import numpy as np
+import torch
 import pytest
 import tvm
 from tvm import relax
@@ -138,3 +139,46 @@ def test_index_tensor_with_run_time_negative_indices_counts_from_the_end():
     vm = relax.VirtualMachine(tvm.compile(after, target=tvm.target.Target({"kind": "llvm"})), tvm.cpu())
     xv, iv = np.arange(12, dtype="float32").reshape(3, 4), np.array([-1, 0, -3])
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(xv), tvm.runtime.tensor(iv)).numpy(), xv[iv])
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "conv2d", "matmul"])
+def test_float16_reductions_accumulate_in_float32(op):
+    """AccumulateInFloat32 (CPU segments): the reduction runs in float32, its result is rounded to
+    float16 once, so it is within float16's rounding of the exact value; TVM's float16 accumulation
+    is not (checked on the same module)."""
+    from tvm_ext.passes.accumulate_in_float32 import AccumulateInFloat32
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.5, 1.5, (1, 64, 4, 4)).astype(np.float16)       # sums near 64: float16 ulp 0.03-0.06
+    w = rng.uniform(0.5, 1.5, (2, 64, 3, 3)).astype(np.float16)
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(x.shape, "float16"))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            if op == "conv2d":
+                y = relax.op.nn.conv2d(xv, relax.const(w), padding=(1, 1))
+            elif op == "matmul":
+                y = relax.op.matmul(relax.op.reshape(xv, (64, 16)), relax.const(x.reshape(16, 64)))
+            else:
+                y = getattr(relax.op, op)(xv, axis=[1, 2, 3])
+            out = bb.emit_output(bb.emit(y))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    x64 = x.astype(np.float64)
+    exact = {"sum": x64.sum((1, 2, 3)), "mean": x64.mean((1, 2, 3)),
+             "matmul": x64.reshape(64, 16) @ x64.reshape(16, 64),
+             "conv2d": torch.nn.functional.conv2d(torch.from_numpy(x64), torch.from_numpy(w.astype(np.float64)),
+                                                  padding=1).numpy()}[op]
+
+    def run(m):
+        ex = tvm.compile(m, target="llvm")
+        return relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+
+    wide = AccumulateInFloat32()(mod)
+    assert wide["main"].ret_ty.dtype == "float16"
+    ours = run(wide)
+    ulp = np.spacing(np.abs(exact).astype(np.float16)).astype(np.float64)
+    # one rounding to nearest, of a float32 sum (whose own error, ~1e-6 relative, may tip a value
+    # lying on a float16 midpoint)
+    assert np.all(np.abs(ours - exact) <= ulp / 2 + 1e-5 * np.abs(exact))
+    if op != "mean":                                                # (TVM's mean divides a float16 sum)
+        assert np.any(np.abs(run(mod) - exact) > ulp)               # float16 accumulation: more than one

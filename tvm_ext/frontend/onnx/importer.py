@@ -81,7 +81,7 @@ def from_onnx(
     opsets = _opsets(model)
     _check_supported_ops(model, opsets)
     shapes, dtypes = _resolve_inputs(model.graph, input_shapes or {}, input_dtypes or {})
-    model = _prepare(fold_static_subgraphs(model, shapes))   # new initializers: names checked again
+    model = _prepare(fold_static_subgraphs(model, shapes))   # the folded Constant nodes are named too
 
     tensor_nodes = nodes_needing_tensor_outputs(model.graph)
     with patched_convert_map(tensor_output_nodes=tensor_nodes), _quiet_stdout():
