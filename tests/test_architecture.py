@@ -53,7 +53,7 @@ _STABLEHLO_FAMILIES = ["elementwise", "movement", "linalg", "reduction", "indexi
 #: package -> its modules' layers, bottom first (same rule as LAYERS: down only, one layer's modules
 #: independent, so no converter module imports another one)
 INNER_LAYERS = {
-    "tvm_ext.frontend.onnx": [["common"], _ONNX_FAMILIES, ["registry"], ["patch"], ["importer"], ["__init__"]],
+    "tvm_ext.frontend.onnx": [["common"], _ONNX_FAMILIES, ["registry"], ["patch", "fold_static"], ["importer"], ["__init__"]],
     "tvm_ext.frontend.stablehlo": [["common"], _STABLEHLO_FAMILIES, ["registry"], ["importer"], ["__init__"]],
     "forge_fe.op": [["registry"], ["layout", "cache", "collective"], ["eltwise", "grad"], ["tensor"], ["reduce"], ["nn"], ["__init__"]],
 }
