@@ -196,9 +196,6 @@ def test_large_ops_split_over_the_device_pool_give_the_unsplit_result(monkeypatc
     """With 2 intra-op threads, GEMMs and convs run as pieces claimed by the caller and a worker
     (forge_fe.device.parallel); each output element is the same sum as unsplit: bit-identical."""
     from forge_fe.device import kernels, parallel
-    with parallel.intra_op():                               # off by default: torch keeps its threads
-        assert parallel.current() is None
-    monkeypatch.setattr(parallel, "ENABLED", True)          # FORGE_FE_DEVICE_POOL=1
     runs = []
     real_run = parallel.SplitPool.run
     monkeypatch.setattr(parallel.SplitPool, "run", lambda self, n, fn: (runs.append(n), real_run(self, n, fn)))
@@ -214,6 +211,10 @@ def test_large_ops_split_over_the_device_pool_give_the_unsplit_result(monkeypatc
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
+        if not parallel.ENABLED:                            # the default: torch keeps its threads
+            with parallel.intra_op():
+                assert parallel.current() is None and torch.get_num_threads() == 2
+        monkeypatch.setattr(parallel, "ENABLED", True)      # FORGE_FE_DEVICE_POOL=1
         for fn, ins, attrs in cases:
             whole = fn(ins, attrs)
             with parallel.intra_op():
