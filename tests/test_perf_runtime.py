@@ -146,6 +146,47 @@ def test_linear_kernel_bias_in_gemm(shape):
     torch.testing.assert_close(KERNELS["ttir.linear"]([x, w.t().contiguous(), b], {"transpose_b": True}), x @ w + b)
 
 
+@pytest.mark.parametrize("name,k,n,as_view,copied", [
+    ("ttir.matmul", 16, 64, False, False),    # [K, N] already: GEMV on the weight itself
+    ("ttir.matmul", 16, 64, True, True),      # transposed view of an [N, K] weight, wide: one copy
+    ("ttir.linear", 64, 16, True, False),     # K > N wants [N, K]: the view's base is that
+    ("ttir.linear", 24, 24, True, False),     # square: never copied (little to gain)
+])
+def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_view, copied):
+    """A decode step's M = 1 products run as GEMVs on the weight in its faster layout, packed once
+    the same unmodified weight is seen twice; results equal the plain kernel's within float32
+    rounding (each output is the same K-long dot product, summed in another order)."""
+    from forge_fe.device import kernels
+    torch.manual_seed(0)
+    w = torch.randn(n, k).t() if as_view else torch.randn(k, n)
+    bias = torch.randn(n) if name == "ttir.linear" else None
+    ins = lambda x: [x, w] if bias is None else [x, w, bias]
+    want = lambda x: x @ w if bias is None else x @ w + bias
+    packed = []
+    real = kernels._gemv_layout
+    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    run = kernels.make_matmul(name)
+    for _ in range(3):
+        x = torch.randn(1, 1, k)
+        torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+    assert len(packed) == 1
+    assert np.shares_memory(packed[0][1].numpy(), w.numpy()) != copied
+    w.mul_(2.0)                     # modified in place: the packed copy must not be served
+    x = torch.randn(1, 1, k)
+    torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+    x = torch.randn(3, k)           # more than one row: the plain GEMM
+    torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+
+
+def test_one_row_product_of_two_activations_is_never_packed(monkeypatch):
+    from forge_fe.device import kernels
+    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: pytest.fail("packed a fresh operand"))
+    run = kernels.make_matmul("ttir.matmul")
+    for _ in range(3):
+        x, y = torch.randn(1, 8), torch.randn(8, 32)
+        torch.testing.assert_close(run([x, y], {}), x @ y)
+
+
 class RMSNormSwiGLU(nn.Module):
     """Llama's RMSNorm and SwiGLU MLP as transformers spells them (the float32 upcast included)."""
 
