@@ -17,7 +17,7 @@ from forge_fe.config import CompileDepth, CompilerConfig
 from forge_fe.errors import CompileError, ForgeError
 from forge_fe.frontend import ImportedModel, import_model
 from forge_fe.graph.graph import Graph
-from forge_fe.passes import consteval, fuse, layout, post_initial, pre_lowering
+from forge_fe.passes import attention, consteval, fuse, layout, post_initial, pre_lowering
 from forge_fe.ttir.emitter import module_text
 from forge_fe.compiler.lower_ttir import lower_graph
 
@@ -148,9 +148,12 @@ def stage_post_initial_graph(ctx):
         fuse.fuse_gelu_tanh(g)             # GPT-2's spelled-out GELU -> one gelu op
         fuse.fuse_silu(g)                  # x * sigmoid(x) (SwiGLU's gate) -> one silu op
         fuse.fuse_rms_norm(g)              # Llama's six-op RMSNorm -> one rms_norm op
+        fuse.fold_masked_row_test(g)       # softmax's all-masked-row guard -> max(x) == -inf
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
         post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)
+        if attention.group_kv_heads(g):    # GQA: matmul per KV head instead of a repeated KV cache
+            post_initial.remove_noops(g)   # ... whose reshapes meet the ones around them
     _dump_graphs(ctx, "06_post_initial_graph.txt")
 
 

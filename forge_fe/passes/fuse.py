@@ -169,3 +169,50 @@ def _replacement(graph: Graph, out: Node, opname: str, ins: list, attrs: dict) -
     new = graph.add_op(op[opname], out.name, ins, attrs, meta=out.meta, before=out)
     new.df = out.df
     return new
+
+
+def _through_casts(n: Node) -> Node:
+    while n.kind == OP and n.op is op["cast"]:
+        n = n.inputs[0]
+    return n
+
+
+def _all_equal_test(n: Node):
+    """If n = not(max(not(x == c) as 0/1, dims, keep_dim)), casts allowed between the steps (torch's
+    `_safe_softmax` spelling of "every element of the row is c"): (x, c, the max's attrs), else None."""
+    if n.kind != OP or n.op is not op["logical_not"] or n.dtype != "bool":
+        return None
+    mx = _through_casts(n.inputs[0])
+    if mx.kind != OP or mx.op is not op["max"]:
+        return None
+    ne = _through_casts(mx.inputs[0])
+    if ne.kind != OP or ne.op is not op["logical_not"]:
+        return None
+    eq = ne.inputs[0]
+    if eq.kind != OP or eq.op is not op["equal"]:
+        return None
+    x, c = eq.inputs
+    if not x.dtype.startswith("float") or _scalar(c) is None or x.shape != eq.shape:
+        return None
+    return x, c, mx.attrs
+
+
+def fold_masked_row_test(graph: Graph) -> int:
+    """`not(any(not(x == -inf)))` over a row -> `max(x) == -inf`: one reduction of x and a compare of
+    its result, where torch's exported softmax guard (`_safe_softmax`: rows masked entirely give 0,
+    not NaN) runs five ops over the whole score tensor per attention, two of them through the
+    device's bf16 booleans. The same test for any constant c is `all(x == c)`, which is `max(x) == c`
+    only for c = -inf (nothing exceeds it; a NaN row is not equal in both forms)."""
+    replaced = {}
+    for n in [n for n in graph.nodes if n.kind == OP and n.op is op["logical_not"]]:
+        match = _all_equal_test(n)
+        if match is None or _scalar(match[1]) != float("-inf"):
+            continue
+        x, c, attrs = match
+        mx = graph.add_op(op["max"], f"{n.name}.row_max", [x], dict(attrs), meta=n.meta, before=n)
+        mx.df = x.df
+        replaced[n] = _replacement(graph, n, "equal", [mx, c], {})
+    if replaced:
+        graph.replace_uses(replaced)
+        graph.remove_dead()
+    return len(replaced)

@@ -1,0 +1,111 @@
+"""Attention rewrites: grouped-query matmuls without copies of K/V (passes.attention.group_kv_heads)
+and torch's all-masked-row guard as one reduction (passes.fuse.fold_masked_row_test)."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import forge_fe
+
+
+def _ops(cm):
+    return [o for p in cm.binary.programs for o in p.ops]
+
+
+def _shape(cm, op, i):
+    prog = next(p for p in cm.binary.programs if op in p.ops)
+    return list(prog.tensors[op.inputs[i]].shape)
+
+
+def repeat_kv(x, r):
+    """transformers' repeat_kv: [B, G, S, D] -> [B, G*R, S, D], query head h reading KV head h // R."""
+    b, g, s, d = x.shape
+    return x[:, :, None, :, :].expand(b, g, r, s, d).reshape(b, g * r, s, d)
+
+
+class GQA(nn.Module):
+    """Llama's attention core after the projections: 8 query heads over 2 KV heads, an additive mask."""
+
+    def __init__(self, repeat=4):
+        super().__init__()
+        self.repeat = repeat
+
+    def forward(self, q, k, v, mask):
+        k, v = repeat_kv(k, self.repeat), repeat_kv(v, self.repeat)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _inputs(b=2, m=3, s=16, g=2, r=4, d=8, masked_row=False):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(b, g * r, m, d), torch.randn(b, g, s, d), torch.randn(b, g, s, d)
+    mask = torch.zeros(b, 1, m, s)
+    mask[..., s // 2:] = torch.finfo(torch.float32).min       # padding hidden the transformers way
+    if masked_row:
+        mask[1, 0, 2, :] = float("-inf")                       # a row with nothing to attend to
+    return [q, k, v, mask]
+
+
+@pytest.mark.parametrize("m", [1, 3])     # a decode step (one query row) and a prefill
+def test_grouped_query_attention_multiplies_each_kv_head_once(m):
+    xs = _inputs(m=m)
+    model = GQA().eval()
+    cm = forge_fe.compile(model, xs)
+    ops = _ops(cm)
+    assert "ttir.broadcast" not in [o.name for o in ops]      # no repeated copy of K or V
+    mms = [o for o in ops if o.name == "ttir.matmul"]
+    assert len(mms) == 2
+    # The 4 query heads of a group are 4*m rows of one matmul against that group's K^T, then V.
+    assert sorted(_shape(cm, o, 0) for o in mms) == sorted([[4, 4 * m, 8], [4, 4 * m, 16]])
+    assert sorted(_shape(cm, o, 1) for o in mms) == sorted([[4, 8, 16], [4, 16, 8]])
+    forge_fe.verify(xs, model, cm)
+
+
+def test_fully_masked_row_gives_what_torch_gives_with_one_reduction():
+    xs = _inputs(masked_row=True)
+    model = GQA().eval()
+    cm = forge_fe.compile(model, xs)
+    names = [o.name for o in _ops(cm)]
+    assert "ttir.logical_not" not in names and names.count("ttir.max") == 1
+    want, got = model(*xs), cm(*xs)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert torch.equal(got[1, 0, 2], torch.zeros(8))           # torch's _safe_softmax: zeros, not NaN
+
+
+class AllEqual(nn.Module):
+    """The guard's shape with another constant: all(x == c) is not max(x) == c unless c = -inf."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        hit = torch.logical_not(torch.logical_not(x == self.c).to(torch.int8).amax(-1, keepdim=True).bool())
+        return torch.where(hit, torch.zeros_like(x), x)
+
+
+def test_all_equal_test_with_a_finite_constant_is_left_alone():
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, -1.0, -1.0]])
+    model = AllEqual(0.0).eval()
+    cm = forge_fe.compile(model, [x])
+    assert "ttir.logical_not" in [o.name for o in _ops(cm)]
+    torch.testing.assert_close(cm(x), model(x))
+
+
+class RepeatAlongSequence(nn.Module):
+    """A broadcast before a batched matmul that repeats rows, not heads: not a KV-head repeat."""
+
+    def forward(self, q, k):
+        b, g, s, d = k.shape
+        k = k[:, :, :, None, :].expand(b, g, s, 2, d).reshape(b, g, 2 * s, d)
+        return q @ k.transpose(-1, -2)
+
+
+def test_repeat_along_another_axis_is_left_alone():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 2, 3, 8), torch.randn(2, 2, 5, 8)
+    model = RepeatAlongSequence().eval()
+    cm = forge_fe.compile(model, [q, k])
+    assert "ttir.broadcast" in [o.name for o in _ops(cm)]
+    forge_fe.verify([q, k], model, cm)
