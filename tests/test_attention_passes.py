@@ -109,3 +109,51 @@ def test_repeat_along_another_axis_is_left_alone():
     cm = forge_fe.compile(model, [q, k])
     assert "ttir.broadcast" in [o.name for o in _ops(cm)]
     forge_fe.verify([q, k], model, cm)
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RoPE(nn.Module):
+    """transformers' apply_rotary_pos_emb on projected queries and keys; `swap` rotates the other way."""
+
+    def __init__(self, swap=False):
+        super().__init__()
+        self.q, self.k, self.swap = nn.Linear(16, 32), nn.Linear(16, 16), swap
+
+    def forward(self, x, cos, sin):
+        b, s, _ = x.shape
+        q = self.q(x).reshape(b, s, 4, 8).transpose(1, 2)
+        k = self.k(x).reshape(b, s, 2, 8).transpose(1, 2)
+        rot = (lambda t: torch.cat((t[..., 4:], -t[..., :4]), dim=-1)) if self.swap else rotate_half
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return q * cos + rot(q) * sin, k * cos + rot(k) * sin
+
+
+def _rope_inputs(b=2, s=5):
+    torch.manual_seed(0)
+    pos = torch.arange(s, dtype=torch.float32)[None, :, None] + torch.tensor([0.0, 3.0])[:b, None, None]
+    freqs = pos * (1.0 / 10000 ** (torch.arange(0, 8, 2) / 8))
+    emb = torch.cat((freqs, freqs), dim=-1)                        # [b, s, 8]: positions differ per row
+    return [torch.randn(b, s, 16), emb.cos(), emb.sin()]
+
+
+def test_rotary_embedding_becomes_one_op_per_tensor_and_matches_torch():
+    xs = _rope_inputs()
+    model = RoPE().eval()
+    cm = forge_fe.compile(model, xs)
+    names = [o.name for o in _ops(cm)]
+    assert names.count("ttir.rotary_embedding") == 2
+    assert not {"ttir.neg", "ttir.concat", "ttir.slice_static"} & set(names)
+    assert '"ttir.rotary_embedding"' in cm.ttir
+    forge_fe.verify(xs, model, cm)
+
+
+def test_rotation_the_other_way_is_left_alone():
+    xs = _rope_inputs()
+    model = RoPE(swap=True).eval()
+    cm = forge_fe.compile(model, xs)
+    assert "ttir.rotary_embedding" not in [o.name for o in _ops(cm)]
+    forge_fe.verify(xs, model, cm)

@@ -50,6 +50,7 @@ CASES = {
     "layer_norm": ([((2, 3, 8), F32), ((8,), F32), ((8,), F32)], {"normalized_shape": [8], "epsilon": 1e-5}),
     "rms_norm": ([((2, 3, 8), F32), ((8,), F32)], {"normalized_shape": [8], "epsilon": 1e-5}),
     "rms_norm_unweighted": ([((2, 3, 8), F32)], {"normalized_shape": [8], "epsilon": 1e-6}),
+    "rotary_embedding": ([((2, 3, 4, 8), F32), ((1, 1, 4, 8), F32), ((2, 1, 4, 8), F32)], {}),
     "reshape": ([((2, 3, 4), F32)], {"shape": [6, 4]}),
     "permute": ([((2, 3, 4), F32)], {"perm": [2, 0, 1]}),
     "concat": ([((2, 3), F32), ((2, 5), F32)], {"dim": 1}),

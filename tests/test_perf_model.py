@@ -239,6 +239,7 @@ SPECS = {   # op -> (input (shape, dtype) list, attrs); unlisted ops are unary o
     "ttir.softmax": ([_X], {"dimension": -1}),
     "ttir.layer_norm": ([_X, ((96,), "float32"), ((96,), "float32")], {"normalized_shape": [96], "epsilon": 1e-5}),
     "ttir.rms_norm": ([_X, ((96,), "float32")], {"normalized_shape": [96], "epsilon": 1e-5}),
+    "ttir.rotary_embedding": ([_X, ((1, 64, 96), "float32"), ((1, 64, 96), "float32")], {}),
     "ttir.conv2d": ([_NHWC, ((16, 8, 3, 3), "float32")],
                     {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}),
     "ttir.max_pool2d": ([_NHWC], _POOL),

@@ -109,7 +109,7 @@ GRAD_CASES = {k: v for k, v in CASES.items() if k in {
     "reciprocal", "gelu", "leaky_relu", "clip", "add", "subtract", "multiply", "divide", "maximum", "minimum",
     "power", "where", "conv2d", "conv_transpose2d", "conv_transpose2d_symmetric", "max_pool2d", "global_avg_pool2d", "matmul", "linear", "softmax", "log_softmax",
     "layer_norm", "reshape", "permute", "concat", "broadcast", "take", "sum", "mean", "max", "min",
-    "avg_pool2d"}}
+    "avg_pool2d", "rotary_embedding"}}
 GRAD_CASES.update({
     "take_static_index": ([((2, 5, 4), "float32")], {"axis": 1, "index": 3}),
     "conv2d_depthwise": ([((2, 4, 8, 8), "float32"), ((4, 1, 3, 3), "float32")],

@@ -149,6 +149,7 @@ def stage_post_initial_graph(ctx):
         fuse.fuse_silu(g)                  # x * sigmoid(x) (SwiGLU's gate) -> one silu op
         fuse.fuse_rms_norm(g)              # Llama's six-op RMSNorm -> one rms_norm op
         fuse.fold_masked_row_test(g)       # softmax's all-masked-row guard -> max(x) == -inf
+        fuse.fuse_rotary_embedding(g)      # RoPE's x*cos + rotate_half(x)*sin -> one rotary_embedding op
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
         post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)

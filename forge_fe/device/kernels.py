@@ -342,6 +342,15 @@ def _rms_norm(ins, a):
     return F.rms_norm(ins[0], a["normalized_shape"], ins[1] if len(ins) > 1 else None, a["epsilon"])
 
 
+
+@kernel("ttir.rotary_embedding")
+def _rotary_embedding(ins, a):
+    """x * cos + [-x2, x1] * sin (halves of the last dim): one kernel instead of the seven ops of the
+    decomposed form (two slices, neg, concat, two multiplies, add), rounded once at the end."""
+    x, cos, sin = ins
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.addcmul(x * cos, torch.cat((-x2, x1), dim=-1), sin)
+
 def _nchw(x):
     # NHWC tensor -> NCHW view with channels-last strides (what oneDNN runs fastest).
     return x.permute(0, 3, 1, 2)

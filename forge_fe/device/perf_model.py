@@ -416,6 +416,14 @@ def _rms_norm(c: OpContext) -> Cost:
     return Cost(4.0 * math.prod(x.shape), n * per_tile + rows * (TILE_CYCLES["add"] + TILE_CYCLES["rsqrt"]), rows)
 
 
+
+@rule("rotary_embedding", "ttir.rotary_embedding")
+def _rotary_embedding(c: OpContext) -> Cost:
+    """Per output tile: the rotate-half (tt-metal's rotary_embedding_llama runs it as a tile matmul
+    by a fixed permutation matrix, a multiply-sized FPU pass), x*cos, rot*sin and their sum."""
+    n = tiles(c.out.shape)
+    return Cost(4.0 * math.prod(c.out.shape), n * (3 * TILE_CYCLES["multiply"] + TILE_CYCLES["add"]), n)
+
 # -- pooling
 
 def _pool(kind: str):

@@ -483,6 +483,44 @@ rms_norm = defop("rms_norm", shape=same_as_first, golden=_rms_norm_golden, lower
                      "made by forge_fe.passes.fuse.fuse_rms_norm from its decomposed form)")
 
 
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _rotary_golden(ins, a):
+    x, cos, sin = ins
+    return x * cos + _rotate_half(x) * sin
+
+
+def _rotary_grad(d):
+    """y = x*cos + R(x)*sin with R(x) = [-x2, x1] (halves of the last dim), a linear map whose
+    transpose is -R: dx = g*cos - R(g*sin); dcos = g*x, dsin = g*R(x), each summed over the dims
+    cos and sin were broadcast along."""
+    from forge_fe.op.eltwise import multiply, neg, subtract
+    from forge_fe.op.tensor import concat, slice_
+    (x, cos, sin), g = d.x, d.grad
+
+    def rotate_half(v):
+        rank, h = v.type.rank, v.shape[-1] // 2
+        begins, steps = [0] * rank, [1] * rank
+        lo = d.op(slice_, v, begins=begins, ends=list(v.shape[:-1]) + [h], steps=steps)
+        hi = d.op(slice_, v, begins=[0] * (rank - 1) + [h], ends=list(v.shape), steps=steps)
+        return d.op(concat, d.op(neg, hi), lo, dim=rank - 1)
+    dx = d.op(subtract, d.op(multiply, g, cos), rotate_half(d.op(multiply, g, sin))) if d.needs[0] else None
+    dcos = d.unbroadcast(d.op(multiply, g, x), cos.shape) if d.needs[1] else None
+    dsin = d.unbroadcast(d.op(multiply, g, rotate_half(x)), sin.shape) if d.needs[2] else None
+    return [dx, dcos, dsin]
+
+
+rotary_embedding = defop(
+    "rotary_embedding", shape=same_as_first, golden=_rotary_golden, backward=_rotary_grad,
+    lower=simple_lower("ttir.rotary_embedding"),
+    doc="y = x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1] over the halves of the last dim; "
+        "cos and sin broadcast to x (RoPE as Llama-family models spell it; made by "
+        "forge_fe.passes.fuse.fuse_rotary_embedding from its decomposed form)")
+
 def _batchnorm_from_relax(call):
     at = call.attrs
     if int(at.axis) != 1:

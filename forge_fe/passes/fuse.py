@@ -216,3 +216,59 @@ def fold_masked_row_test(graph: Graph) -> int:
         graph.replace_uses(replaced)
         graph.remove_dead()
     return len(replaced)
+
+
+def _half_slice(n: Node, x: Node, upper: bool) -> bool:
+    """n = x[..., :h] (upper False) or x[..., h:] (upper True), h half of x's last dim."""
+    if n.kind != OP or n.op is not op["slice"] or n.inputs[0] is not x:
+        return False
+    shape, h = list(x.shape), x.shape[-1] // 2
+    a = n.attrs
+    return list(a["steps"]) == [1] * len(shape) and \
+        list(a["begins"]) == [0] * (len(shape) - 1) + [h if upper else 0] and \
+        list(a["ends"]) == shape[:-1] + [shape[-1] if upper else h]
+
+
+def _rotated(n: Node):
+    """If n = concat(-x[..., h:], x[..., :h]) along the last dim (transformers' rotate_half): x."""
+    if n.kind != OP or n.op is not op["concat"] or len(n.inputs) != 2 or n.attrs["dim"] % len(n.shape) != len(n.shape) - 1:
+        return None
+    neg, lo = n.inputs
+    if neg.kind != OP or neg.op is not op["neg"]:
+        return None
+    x = lo.inputs[0] if lo.kind == OP and lo.inputs else None
+    if x is None or x.shape[-1] % 2 or not _half_slice(lo, x, False) or not _half_slice(neg.inputs[0], x, True):
+        return None
+    return x
+
+
+def _factors(n: Node):
+    """The two operand orders of a same-shape multiply n (neither operand broadcast up to n)."""
+    if n.kind != OP or n.op is not op["multiply"] or len(n.inputs) != 2:
+        return []
+    a, b = n.inputs
+    return [(a, b), (b, a)]
+
+
+def fuse_rotary_embedding(graph: Graph) -> int:
+    """`x * cos + rotate_half(x) * sin` -> rotary_embedding(x, cos, sin): RoPE as Llama, Qwen2,
+    Mistral, Phi-3 and Gemma apply it to queries and keys, seven ops each per layer as exported (two
+    slices, neg, concat, two multiplies, add) and the device's ttir.rotary_embedding one (tt-mlir's
+    own TTIR fusing pass makes the same op from the same motif)."""
+    replaced = {}
+    for n in [n for n in graph.nodes if n.kind == OP and n.op is op["add"] and len(n.inputs) == 2]:
+        match = None
+        for left, right in ((n.inputs[0], n.inputs[1]), (n.inputs[1], n.inputs[0])):
+            for rot, sin in _factors(right):
+                x = _rotated(rot)
+                if x is None:
+                    continue
+                for xx, cos in _factors(left):
+                    if xx is x and left.shape == right.shape == n.shape == x.shape and n.dtype == x.dtype:
+                        match = (x, cos, sin)
+        if match is not None:
+            replaced[n] = _replacement(graph, n, "rotary_embedding", list(match), {})
+    if replaced:
+        graph.replace_uses(replaced)
+        graph.remove_dead()
+    return len(replaced)

@@ -7,7 +7,7 @@ from forge_fe.op import OPS
 
 _BROADCASTING = {OPS[n] for n in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
                                  "equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-                                 "logical_and", "logical_or", "bitwise_and", "where")}
+                                 "logical_and", "logical_or", "bitwise_and", "where", "rotary_embedding")}
 
 
 def verify_shapes(graph: Graph) -> int:

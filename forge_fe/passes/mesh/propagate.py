@@ -297,6 +297,12 @@ def along(dim_attr):
     return rule
 
 
+def rotary_embedding(p, n, ins):
+    """Elementwise over broadcast cos/sin, except that the last dim (rotated by halves) stays whole."""
+    labels = [_aligned(v.shape, n.shape) for v in ins]
+    return label_rule(p, n, ins, labels, _all(n.shape), fixed={f"d{len(n.shape) - 1}"})
+
+
 def layer_norm(p, n, ins):
     rank, k = len(n.shape), len(n.attrs["normalized_shape"])
     trailing = {f"d{d}" for d in range(rank - k, rank)}
@@ -432,5 +438,5 @@ RULES = {
     "prod": reduction, "softmax": along("dim"), "log_softmax": along("dim"), "concat": along("dim"),
     "layer_norm": layer_norm, "rms_norm": layer_norm, "permute": permute, "reshape": reshape, "slice": slice_, "broadcast": broadcast,
     "repeat": repeat, "take": take, "conv2d": batch_only, "max_pool2d": batch_only, "avg_pool2d": batch_only,
-    "global_avg_pool2d": batch_only, "index_copy": cache_write,
+    "global_avg_pool2d": batch_only, "index_copy": cache_write, "rotary_embedding": rotary_embedding,
 }
