@@ -1,5 +1,7 @@
-"""Attention rewrites: grouped-query matmuls without copies of K/V (passes.attention.group_kv_heads)
-and torch's all-masked-row guard as one reduction (passes.fuse.fold_masked_row_test)."""
+"""Transformer rewrites: grouped-query matmuls without copies of K/V (passes.attention.group_kv_heads),
+torch's all-masked-row guard as one reduction (passes.fuse.fold_masked_row_test), RoPE as one op
+(passes.fuse.fuse_rotary_embedding), and matmuls that take their operands' batch dims and K^T as
+they are (passes.post_initial.fold_reshapes_into_matmul / fold_transpose_into_matmul)."""
 from __future__ import annotations
 
 import pytest
@@ -58,7 +60,9 @@ def test_grouped_query_attention_multiplies_each_kv_head_once(m):
     assert len(mms) == 2
     # The 4 query heads of a group are 4*m rows of one matmul against that group's K^T, then V.
     assert sorted(_shape(cm, o, 0) for o in mms) == sorted([[4, 4 * m, 8], [4, 4 * m, 16]])
-    assert sorted(_shape(cm, o, 1) for o in mms) == sorted([[4, 8, 16], [4, 16, 8]])
+    # ... against that group's K (read transposed, as cached) and V, each [groups*batch, S, D]
+    assert [_shape(cm, o, 1) for o in mms] == [[4, 16, 8], [4, 16, 8]]
+    assert [bool(o.attrs["transpose_b"]) for o in mms] == [True, False]
     forge_fe.verify(xs, model, cm)
 
 
@@ -157,3 +161,36 @@ def test_rotation_the_other_way_is_left_alone():
     cm = forge_fe.compile(model, xs)
     assert "ttir.rotary_embedding" not in [o.name for o in _ops(cm)]
     forge_fe.verify(xs, model, cm)
+
+
+class Projections(nn.Module):
+    """Linears on a 3-D activation (exported as view -> mm -> view), one with a bias, and scores
+    Q @ K^T / sqrt(d) of computed Q and K."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k = nn.Linear(16, 16, bias=False), nn.Linear(16, 16)
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        q = self.q(x).reshape(b, s, 2, 8).transpose(1, 2)
+        k = self.k(x).reshape(b, s, 2, 8).transpose(1, 2)
+        return q @ k.transpose(-1, -2) / 8 ** 0.5
+
+
+def test_projections_and_scores_need_no_reshape_or_transpose_copies():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16)
+    model = Projections().eval()
+    cm = forge_fe.compile(model, [x])
+    ops = _ops(cm)
+    proj = [o for o in ops if o.name in ("ttir.matmul", "ttir.linear") and len(_shape(cm, o, 1)) == 2]
+    assert len(proj) == 2 and all(_shape(cm, o, 0) == [2, 5, 16] for o in proj)     # the batch dims as they are
+    scores = [o for o in ops if o.name == "ttir.matmul" and len(_shape(cm, o, 1)) > 2]
+    assert len(scores) == 1 and scores[0].attrs["transpose_b"] and _shape(cm, scores[0], 1)[-2:] == [5, 8]
+    # per call, what moves data is the head split of q and k (a permute each): no transpose of K, no
+    # flattening (the weights' transposes run once, in the const-eval program)
+    per_call = [(p, o) for p in cm.binary.programs if not p.private for o in p.ops]
+    assert [o.name for _, o in per_call].count("ttir.permute") == 2
+    assert not [o for p, o in per_call if o.name == "ttir.reshape" and len(p.tensors[o.outputs[0]].shape) == 2]
+    forge_fe.verify([x], model, cm)

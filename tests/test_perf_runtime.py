@@ -154,8 +154,8 @@ def test_linear_kernel_bias_in_gemm(shape):
 ])
 def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_view, copied):
     """A decode step's M = 1 products run as GEMVs on the weight in its faster layout, packed once
-    the same unmodified weight is seen twice; results equal the plain kernel's within float32
-    rounding (each output is the same K-long dot product, summed in another order)."""
+    (for an unmodified weight); results equal the plain kernel's within float32 rounding (each
+    output is the same K-long dot product, summed in another order)."""
     from forge_fe.device import kernels
     torch.manual_seed(0)
     w = torch.randn(n, k).t() if as_view else torch.randn(k, n)
@@ -178,13 +178,36 @@ def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_
     torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
 
 
+def test_one_row_products_give_the_same_bits_on_every_call(monkeypatch):
+    """The weight is packed on the first call (the program knows it is a const-eval result), so no
+    call sums in another order than the next: the 1st, 2nd and a loaded binary's output agree."""
+    from forge_fe.device import kernels
+    packed = []
+    real = kernels._gemv_layout
+    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 8)).eval(), torch.randn(1, 16)
+    cm = forge_fe.compile(model, [x])
+    outs = [cm(x) for _ in range(3)]
+    assert len(packed) == 2                      # each weight once, at the first call
+    assert all(torch.equal(o, outs[0]) for o in outs)
+    forge_fe.verify([x], model, cm)
+
+
+class OneRowTimesActivation(nn.Module):
+    def forward(self, x, y):
+        return x @ (y * 2.0)
+
+
 def test_one_row_product_of_two_activations_is_never_packed(monkeypatch):
     from forge_fe.device import kernels
     monkeypatch.setattr(kernels, "_gemv_layout", lambda y: pytest.fail("packed a fresh operand"))
-    run = kernels.make_matmul("ttir.matmul")
+    torch.manual_seed(0)
+    model = OneRowTimesActivation()
+    cm = forge_fe.compile(model, [torch.randn(1, 8), torch.randn(8, 32)])
     for _ in range(3):
         x, y = torch.randn(1, 8), torch.randn(8, 32)
-        torch.testing.assert_close(run([x, y], {}), x @ y)
+        torch.testing.assert_close(cm(x, y), model(x, y))
 
 
 class RMSNormSwiGLU(nn.Module):

@@ -153,8 +153,10 @@ def stage_post_initial_graph(ctx):
         post_initial.fold_into_conv(g)
         post_initial.fuse_linear(g)
         post_initial.apply_data_formats(g, ctx.cfg.default_df_override, ctx.cfg.df_overrides)
-        if attention.group_kv_heads(g):    # GQA: matmul per KV head instead of a repeated KV cache
-            post_initial.remove_noops(g)   # ... whose reshapes meet the ones around them
+        attention.group_kv_heads(g)        # GQA: matmul per KV head instead of a repeated KV cache
+        post_initial.fold_reshapes_into_matmul(g)    # view -> mm -> view: the matmul takes the batch dims
+        post_initial.fold_transpose_into_matmul(g)   # Q @ K^T reads K as it is (transpose_b)
+        post_initial.remove_noops(g)       # the reshapes these leave meet the ones around them
     _dump_graphs(ctx, "06_post_initial_graph.txt")
 
 

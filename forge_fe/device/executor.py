@@ -70,6 +70,21 @@ class CpuSegment:
                                  "force fewer ops to the CPU, or report the model") from exc
 
 
+def _stable_inputs(binary: bm.Binary) -> dict[int, set[int]]:
+    """Per device program: positions of its inputs that are the same tensor every call (plan
+    constants and results of private, const-eval, programs, which run once)."""
+    fixed = set(binary.constants)
+    out: dict[int, set[int]] = {}
+    for step in binary.plan:
+        if step.kind != "device":
+            continue
+        here = {i for i, n in enumerate(step.inputs) if n in fixed}
+        out[step.index] = here if step.index not in out else out[step.index] & here   # stable in every run
+        if binary.programs[step.index].private:
+            fixed.update(step.outputs)
+    return out
+
+
 class Executor:
     def __init__(self, binary: bm.Binary, mesh=None):
         """`mesh`: the mesh this runtime has (a system name or shape); a binary compiled for another
@@ -82,7 +97,9 @@ class Executor:
             self.programs = [MeshProgram(p, binary.compute_config, binary.mesh["shape"], shared)
                              for p in binary.programs]
         else:
-            self.programs = [DeviceProgram(p, binary.compute_config, shared) for p in binary.programs]
+            stable = _stable_inputs(binary)
+            self.programs = [DeviceProgram(p, binary.compute_config, shared, stable.get(i, ()))
+                             for i, p in enumerate(binary.programs)]
         self.cpu = [CpuSegment(s) for s in binary.cpu_segments]
         self.constants = {k: to_torch(v, f"plan constant '{k}'") for k, v in binary.constants.items()}
         self._cached: dict[str, torch.Tensor] = {}     # results of private (const-eval) programs

@@ -293,9 +293,10 @@ def _gemv_layout(y: torch.Tensor) -> tuple[str, torch.Tensor]:
 
 
 def make_matmul(name: str):
-    """ttir.matmul / ttir.linear for one op. A one-row product against a 2-D weight that arrives as
-    the same tensor, unmodified, on a second call (a constant or a const-eval result) runs on the
-    weight repacked once into its GEMV layout (`_gemv_layout`; no copy when it already has it).
+    """ttir.matmul / ttir.linear for one op whose weight (operand 1) is a constant or a const-eval
+    result, the same tensor every call: a one-row product runs on the weight repacked once into its
+    GEMV layout (`_gemv_layout`; no copy when it already has it), from the first call on, so every
+    call sums in the same order. A weight replaced or modified in place (training) is repacked.
     Everything else runs as the plain kernel."""
     plain = KERNELS[name]
     state = {"raw": None, "version": None, "packed": None}
@@ -308,10 +309,7 @@ def make_matmul(name: str):
                 or x.dtype != torch.float32 or y.dtype != torch.float32 or (bias is not None and bias.dim() > 1)):
             return plain(ins, a)
         if state["raw"] is not raw or state["version"] != raw._version:
-            state.update(raw=raw, version=raw._version, packed=None)     # first sighting: not yet stable
-            return plain(ins, a)
-        if state["packed"] is None:
-            state["packed"] = _gemv_layout(y)
+            state.update(raw=raw, version=raw._version, packed=_gemv_layout(y))
         out = _gemv(x.reshape(1, -1), *state["packed"], bias)
         return out.reshape(*x.shape[:-1], out.shape[-1])
     return run
@@ -491,8 +489,11 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
 
 
 # Kernels that keep per-op state (prepacked weights) are built per op by a factory.
-FACTORIES = {"ttir.conv2d": lambda: make_conv2d(), "ttir.matmul": lambda: make_matmul("ttir.matmul"),
-             "ttir.linear": lambda: make_matmul("ttir.linear")}
+FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
+# ... and those that may only when operand 1 is the same tensor every call (a constant or a const-eval
+# result: the program knows, see DeviceProgram), since their packing changes the order of the sums.
+STABLE_WEIGHT_FACTORIES = {"ttir.matmul": lambda: make_matmul("ttir.matmul"),
+                           "ttir.linear": lambda: make_matmul("ttir.linear")}
 # Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
 # binary op in a chain contributes its other operand as the fused kernel's last input.
 FUSIONS = {

@@ -14,7 +14,8 @@ import torch
 from forge_fe.binary import model as bm
 from forge_fe.config import DataFormat, MathFidelity
 from forge_fe.device import numerics, parallel
-from forge_fe.device.kernels import FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, make_fidelity_kernel
+from forge_fe.device.kernels import (FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, STABLE_WEIGHT_FACTORIES,
+                                     make_fidelity_kernel)
 from forge_fe.errors import RuntimeFailure
 
 
@@ -91,8 +92,12 @@ class DeviceProgram:
 
     mesh_kernels: dict = {}      # ops that act on every chip's values at once (forge_fe.device.mesh_runtime)
 
-    def __init__(self, prog: bm.Program, compute: dict | None = None, shared: dict | None = None):
+    def __init__(self, prog: bm.Program, compute: dict | None = None, shared: dict | None = None,
+                 stable_inputs=()):
+        """`stable_inputs`: positions of inputs that are the same tensor every call (const-eval
+        results, plan constants): kernels may prepare them once (STABLE_WEIGHT_FACTORIES)."""
         self.prog = prog
+        self._stable = set(prog.constants) | {prog.inputs[i] for i in stable_inputs}
         compute = compute or {}
         self.fidelity = MathFidelity[compute.get("math_fidelity", "HiFi4")]
         self.fp32_acc = bool(compute.get("fp32_dest_acc_en", True))
@@ -279,4 +284,6 @@ class DeviceProgram:
             return self.mesh_kernels[op.name]
         if self._low_precision(op):
             return make_fidelity_kernel(op.name, self.fidelity, self.fp32_acc)
+        if op.name in STABLE_WEIGHT_FACTORIES and len(op.inputs) > 1 and op.inputs[1] in self._stable:
+            return STABLE_WEIGHT_FACTORIES[op.name]()
         return FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]

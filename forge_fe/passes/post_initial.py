@@ -4,6 +4,8 @@ Each pass is `fn(graph) -> int` (number of rewrites), small and testable alone.
 """
 from __future__ import annotations
 
+import math
+
 from forge_fe.graph.graph import OP, Graph, Node
 from forge_fe.op import OPS
 
@@ -107,6 +109,79 @@ def _rewrite_conv(graph, n, conv, v):
                        meta=conv.meta, before=n)
     graph.replace_all_uses(n, new)
 
+
+
+def fold_reshapes_into_matmul(graph: Graph) -> int:
+    """matmul/linear(reshape(x [..., K] -> [P, K]), W [K, N]) -> matmul(x, W) [..., N] (and a reshape to
+    [P, N] that the reshape back to [..., N] around it cancels, `remove_noops`): torch.export spells
+    every linear on a 3-D activation as view -> mm -> view, two data-movement ops per projection
+    where the device's matmul takes the batch dims as they are."""
+    replaced = {}
+    users = graph.users()
+    for mm in [n for n in graph.nodes if n.kind == OP and n.op in (op["matmul"], op["linear"])]:
+        r, w = mm.inputs[:2]
+        if r.kind != OP or r.op is not op["reshape"] or len(r.shape) != 2 or len(w.shape) != 2 \
+                or mm.attrs.get("transpose_a"):
+            continue
+        x = r.inputs[0]
+        if len(x.shape) < 3 or x.shape[-1] != r.shape[-1]:
+            # x's trailing dims merge into K (attention heads into the hidden size): take the batch
+            # dims of the reshape back that reads the product, when that is its one reader
+            readers = users.get(mm, [])
+            back = readers[0] if len(readers) == 1 and mm not in graph.outputs else None
+            if back is None or back.op is not op["reshape"] or len(back.shape) < 3 or back.shape[-1] != mm.shape[-1]:
+                continue
+            x = graph.add_op(op["reshape"], f"{r.name}.batched", [x], {"shape": list(back.shape[:-1]) + [r.shape[-1]]},
+                             meta=r.meta, before=mm)
+            x.df = r.df
+        graph.release_name(mm.name)
+        folded = graph.add_op(mm.op, mm.name, [x] + mm.inputs[1:], mm.attrs, meta=mm.meta, before=mm)
+        folded.df = mm.df
+        flat = graph.add_op(op["reshape"], f"{mm.name}.flat", [folded], {"shape": list(mm.shape)}, meta=mm.meta,
+                            before=mm)
+        flat.df = mm.df
+        replaced[mm] = flat
+    graph.replace_uses(replaced)
+    graph.remove_dead()
+    return len(replaced)
+
+
+def fold_transpose_into_matmul(graph: Graph) -> int:
+    """matmul(a, [reshape of] permute(t, last two dims swapped)) -> matmul(a, t, transpose_b): the
+    device reads B transposed as it is (attention's Q @ K^T), where a reshape of the permuted tensor
+    is a copy of K every call. Only for computed B: a weight's transpose is const-eval'd once."""
+    consts = const_derived(graph)
+    replaced = {}
+    for mm in [n for n in graph.nodes if n.kind == OP and n.op is op["matmul"] and len(n.inputs) == 2]:
+        a, b = mm.inputs
+        if mm.attrs.get("transpose_b") or mm.attrs.get("transpose_a") or b in consts:
+            continue
+        p = b.inputs[0] if b.kind == OP and b.op is op["reshape"] and b.shape[-2:] == b.inputs[0].shape[-2:] else b
+        scales = []          # multiplies by one value between the permute and the matmul (a score scale)
+        while p.kind == OP and p.op is op["multiply"] and len(p.inputs) == 2 and math.prod(p.inputs[1].shape) == 1 \
+                and p.inputs[0].shape == p.shape:
+            scales.append(p)
+            p = p.inputs[0]
+        if p.kind != OP or p.op is not op["permute"] or len(p.shape) < 2:
+            continue
+        rank = len(p.shape)
+        if list(p.attrs["perm"]) != list(range(rank - 2)) + [rank - 1, rank - 2]:
+            continue
+        t = p.inputs[0]
+        for m in reversed(scales):
+            t = graph.add_op(op["multiply"], f"{m.name}.untransposed", [t, m.inputs[1]], m.attrs, meta=m.meta, before=mm)
+            t.df = m.df
+        if list(t.shape[:-2]) != list(b.shape[:-2]):
+            t = graph.add_op(op["reshape"], f"{b.name}.untransposed", [t],
+                             {"shape": list(b.shape[:-2]) + list(t.shape[-2:])}, meta=b.meta, before=mm)
+            t.df = b.df
+        graph.release_name(mm.name)
+        new = graph.add_op(op["matmul"], mm.name, [a, t], dict(mm.attrs, transpose_b=True), meta=mm.meta, before=mm)
+        new.df = mm.df
+        replaced[mm] = new
+    graph.replace_uses(replaced)
+    graph.remove_dead()
+    return len(replaced)
 
 def fuse_linear(graph: Graph) -> int:
     """matmul(x, W) + b -> linear(x, W, b) when b is a weight-derived vector over the last dim."""

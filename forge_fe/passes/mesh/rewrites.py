@@ -18,7 +18,7 @@ def split_fused_projections(graph: Graph) -> int:
     count = 0
     users = graph.users()
     for n in list(graph.op_nodes()):
-        if n.op not in (OPS["matmul"], OPS["linear"]) or n.attrs.get("transpose_b") or len(n.shape) != 2:
+        if n.op not in (OPS["matmul"], OPS["linear"]) or n.attrs.get("transpose_b") or len(n.shape) < 2:
             continue
         w = n.inputs[1]
         bias = n.inputs[2] if len(n.inputs) > 2 else None
