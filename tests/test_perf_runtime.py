@@ -178,6 +178,25 @@ def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_
     torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
 
 
+def test_views_of_one_weight_share_one_packed_copy(monkeypatch):
+    """An LM's prefill and decode programs read the same weight through views of their own: one
+    packed copy serves both, and a new version of the weight is packed anew."""
+    from forge_fe.device import kernels
+    packed = []
+    real = kernels._gemv_layout
+    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    torch.manual_seed(0)
+    w = torch.randn(64, 16)                        # [N, K]: both programs read it as a [K, N] view
+    prefill_head, decode_head = kernels.make_matmul("ttir.matmul"), kernels.make_matmul("ttir.matmul")
+    x = torch.randn(1, 16)
+    for run in (prefill_head, decode_head, decode_head):
+        torch.testing.assert_close(run([x, w.t()], {}), x @ w.t())
+    assert len(packed) == 1
+    w.add_(1.0)
+    torch.testing.assert_close(decode_head([x, w.t()], {}), x @ w.t())
+    assert len(packed) == 2
+
+
 def test_one_row_products_give_the_same_bits_on_every_call(monkeypatch):
     """The weight is packed on the first call (the program knows it is a const-eval result), so no
     call sums in another order than the next: the 1st, 2nd and a loaded binary's output agree."""

@@ -11,6 +11,8 @@ result to the dtype its tensor descriptor declares, so kernels may return any dt
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
@@ -309,10 +311,32 @@ def make_matmul(name: str):
                 or x.dtype != torch.float32 or y.dtype != torch.float32 or (bias is not None and bias.dim() > 1)):
             return plain(ins, a)
         if state["raw"] is not raw or state["version"] != raw._version:
-            state.update(raw=raw, version=raw._version, packed=_gemv_layout(y))
+            state.update(raw=raw, version=raw._version, packed=_shared_gemv_layout(y, raw))
         out = _gemv(x.reshape(1, -1), *state["packed"], bias)
         return out.reshape(*x.shape[:-1], out.shape[-1])
     return run
+
+
+# Packed weights by the memory they view: an LM's prefill programs and its decode program read the
+# same weights through views of their own, and each would otherwise pack its own copy (GPT-2's tied
+# lm_head, 154 MB, once per prefill bucket). An entry lives while the view that made it does, so
+# the memory it names cannot have been freed and reused.
+_PACKED: dict = {}
+
+
+def _shared_gemv_layout(y: torch.Tensor, raw: torch.Tensor):
+    """`_gemv_layout(y)`, made once per weight memory and version (views share the version counter:
+    a weight modified in place replaces its entry)."""
+    key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0]() is not None and hit[1] == raw._version:
+        return hit[2]
+    packed = _gemv_layout(y)
+    def forget(ref, key=key, table=_PACKED):
+        if table.get(key, (None,))[0] is ref:       # not an entry a later view has made since
+            del table[key]
+    _PACKED[key] = (weakref.ref(raw, forget), raw._version, packed)
+    return packed
 
 
 def _gemv(x2, layout, w, bias):

@@ -183,6 +183,7 @@ def fold_transpose_into_matmul(graph: Graph) -> int:
     graph.remove_dead()
     return len(replaced)
 
+
 def fuse_linear(graph: Graph) -> int:
     """matmul(x, W) + b -> linear(x, W, b) when b is a weight-derived vector over the last dim."""
     replaced = {}
