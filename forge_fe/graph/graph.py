@@ -81,7 +81,10 @@ class Graph:
         self.nodes.insert(0, n)   # no inputs: first keeps `nodes` topologically sorted
         return n
 
-    def add_op(self, op: OpDef, name: str, inputs: list, attrs: dict, meta=None, before: Node | None = None) -> Node:
+    def add_op(self, op: OpDef, name: str, inputs: list, attrs: dict, meta=None, before: Node | None = None,
+               df: DataFormat | None = None) -> Node:
+        """A new op node (before `before`, else at the end); `df`: its data format, for rewrites that
+        replace nodes whose formats are already assigned."""
         ins = [x if isinstance(x, Node) else self.add_const(f"{name}_c", np.asarray(x)) for x in inputs]
         try:
             out_type = op.shape([i.type for i in ins], attrs)
@@ -90,6 +93,8 @@ class Graph:
                                f"with inputs {[list(i.shape) for i in ins]} and attrs {attrs}: {exc}") from exc
         n = Node(self, self._unique(name), OP, out_type, op=op, inputs=ins, attrs=dict(attrs),
                  meta=dict(meta or {}))
+        if df is not None:
+            n.df = df
         if before is None:
             self.nodes.append(n)
         else:

@@ -92,23 +92,19 @@ def group_kv_heads(graph: Graph) -> int:
         ax = _expanded_axis(bc)[0]
         src = bc.inputs[0]
         kv = graph.add_op(op["reshape"], f"{bc.name}.grouped", [src],
-                          {"shape": list(src.shape[:ax]) + list(src.shape[ax + 1:])}, meta=bc.meta, before=mm)
-        kv.df = bc.df
+                          {"shape": list(src.shape[:ax]) + list(src.shape[ax + 1:])}, meta=bc.meta, before=mm,
+                          df=bc.df)
         for c in chain:
-            attrs = dict(c.attrs)
-            kv = graph.add_op(c.op, f"{c.name}.grouped", [kv] + c.inputs[1:], attrs, meta=c.meta, before=mm)
-            kv.df = c.df
+            kv = graph.add_op(c.op, f"{c.name}.grouped", [kv] + c.inputs[1:], c.attrs, meta=c.meta, before=mm, df=c.df)
         kv = graph.add_op(op["reshape"], f"{b.name}.grouped", [kv], {"shape": [n // r] + list(kv.shape[-2:])},
-                          meta=b.meta, before=mm)
-        kv.df = b.df
+                          meta=b.meta, before=mm, df=b.df)
         rows = graph.add_op(op["reshape"], f"{a.name}.grouped", [a], {"shape": [n // r, r * m, a.shape[2]]},
-                            meta=a.meta, before=mm)
-        rows.df = a.df
-        grouped = graph.add_op(op["matmul"], f"{mm.name}.grouped", [rows, kv], mm.attrs, meta=mm.meta, before=mm)
-        grouped.df = mm.df
+                            meta=a.meta, before=mm, df=a.df)
+        grouped = graph.add_op(op["matmul"], f"{mm.name}.grouped", [rows, kv], mm.attrs, meta=mm.meta, before=mm,
+                               df=mm.df)
         graph.release_name(mm.name)
-        out = graph.add_op(op["reshape"], mm.name, [grouped], {"shape": list(mm.shape)}, meta=mm.meta, before=mm)
-        out.df = mm.df
+        out = graph.add_op(op["reshape"], mm.name, [grouped], {"shape": list(mm.shape)}, meta=mm.meta, before=mm,
+                           df=mm.df)
         replaced[mm] = out
         rewrites += 1
     if replaced:

@@ -209,8 +209,7 @@ def fold_masked_row_test(graph: Graph) -> int:
         if match is None or _scalar(match[1]) != float("-inf"):
             continue
         x, c, attrs = match
-        mx = graph.add_op(op["max"], f"{n.name}.row_max", [x], dict(attrs), meta=n.meta, before=n)
-        mx.df = x.df
+        mx = graph.add_op(op["max"], f"{n.name}.row_max", [x], attrs, meta=n.meta, before=n, df=x.df)
         replaced[n] = _replacement(graph, n, "equal", [mx, c], {})
     if replaced:
         graph.replace_uses(replaced)
@@ -231,7 +230,8 @@ def _half_slice(n: Node, x: Node, upper: bool) -> bool:
 
 def _rotated(n: Node):
     """If n = concat(-x[..., h:], x[..., :h]) along the last dim (transformers' rotate_half): x."""
-    if n.kind != OP or n.op is not op["concat"] or len(n.inputs) != 2 or n.attrs["dim"] % len(n.shape) != len(n.shape) - 1:
+    rank = len(n.shape)
+    if n.kind != OP or n.op is not op["concat"] or len(n.inputs) != 2 or n.attrs["dim"] % rank != rank - 1:
         return None
     neg, lo = n.inputs
     if neg.kind != OP or neg.op is not op["neg"]:
@@ -243,7 +243,7 @@ def _rotated(n: Node):
 
 
 def _factors(n: Node):
-    """The two operand orders of a same-shape multiply n (neither operand broadcast up to n)."""
+    """The two operand orders of multiply n, else none."""
     if n.kind != OP or n.op is not op["multiply"] or len(n.inputs) != 2:
         return []
     a, b = n.inputs
@@ -263,7 +263,7 @@ def fuse_rotary_embedding(graph: Graph) -> int:
                 x = _rotated(rot)
                 if x is None:
                     continue
-                for xx, cos in _factors(left):
+                for xx, cos in _factors(left):   # x is not broadcast up by cos, sin or the add
                     if xx is x and left.shape == right.shape == n.shape == x.shape and n.dtype == x.dtype:
                         match = (x, cos, sin)
         if match is not None:

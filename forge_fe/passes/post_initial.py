@@ -132,14 +132,11 @@ def fold_reshapes_into_matmul(graph: Graph) -> int:
             if back is None or back.op is not op["reshape"] or len(back.shape) < 3 or back.shape[-1] != mm.shape[-1]:
                 continue
             x = graph.add_op(op["reshape"], f"{r.name}.batched", [x], {"shape": list(back.shape[:-1]) + [r.shape[-1]]},
-                             meta=r.meta, before=mm)
-            x.df = r.df
+                             meta=r.meta, before=mm, df=r.df)
         graph.release_name(mm.name)
-        folded = graph.add_op(mm.op, mm.name, [x] + mm.inputs[1:], mm.attrs, meta=mm.meta, before=mm)
-        folded.df = mm.df
+        folded = graph.add_op(mm.op, mm.name, [x] + mm.inputs[1:], mm.attrs, meta=mm.meta, before=mm, df=mm.df)
         flat = graph.add_op(op["reshape"], f"{mm.name}.flat", [folded], {"shape": list(mm.shape)}, meta=mm.meta,
-                            before=mm)
-        flat.df = mm.df
+                            before=mm, df=mm.df)
         replaced[mm] = flat
     graph.replace_uses(replaced)
     graph.remove_dead()
@@ -169,15 +166,14 @@ def fold_transpose_into_matmul(graph: Graph) -> int:
             continue
         t = p.inputs[0]
         for m in reversed(scales):
-            t = graph.add_op(op["multiply"], f"{m.name}.untransposed", [t, m.inputs[1]], m.attrs, meta=m.meta, before=mm)
-            t.df = m.df
+            t = graph.add_op(op["multiply"], f"{m.name}.untransposed", [t, m.inputs[1]], m.attrs, meta=m.meta,
+                             before=mm, df=m.df)
         if list(t.shape[:-2]) != list(b.shape[:-2]):
             t = graph.add_op(op["reshape"], f"{b.name}.untransposed", [t],
-                             {"shape": list(b.shape[:-2]) + list(t.shape[-2:])}, meta=b.meta, before=mm)
-            t.df = b.df
+                             {"shape": list(b.shape[:-2]) + list(t.shape[-2:])}, meta=b.meta, before=mm, df=b.df)
         graph.release_name(mm.name)
-        new = graph.add_op(op["matmul"], mm.name, [a, t], dict(mm.attrs, transpose_b=True), meta=mm.meta, before=mm)
-        new.df = mm.df
+        new = graph.add_op(op["matmul"], mm.name, [a, t], dict(mm.attrs, transpose_b=True), meta=mm.meta, before=mm,
+                           df=mm.df)
         replaced[mm] = new
     graph.replace_uses(replaced)
     graph.remove_dead()
