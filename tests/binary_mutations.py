@@ -6,7 +6,7 @@ A mutation is a small JSON-able dict, so a worker process can apply it by index:
 * ``truncate``: keep the first ``at`` bytes, for ``at`` at every section boundary (envelope
   fields, the payload, each program, CPU segment, plan step, constant and debug entry);
 * ``size``: overwrite a length field with a wrong value (the file's size prefix, the payload
-  vector's length, a constant's data length);
+  vector's length, the data segment's size, a constant's offset and byte count);
 * ``swap``: rebuild the binary with two programs / CPU segments exchanged, one program replaced
   by another, or two plan steps exchanged, and write it with a valid checksum;
 * ``reflip``: XOR a payload byte outside constant data and CPU libraries, then recompute the
@@ -17,7 +17,6 @@ A mutation is a small JSON-able dict, so a worker process can apply it by index:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import struct
 
 import numpy as np
@@ -32,25 +31,42 @@ def _vector(tab, slot: int):
     return (tab.Vector(o), tab.VectorLen(o)) if o else (None, 0)
 
 
+def _scalar(tab, slot: int):
+    """Position of a scalar field, or None when the writer left it out (it equals the default, 0)."""
+    o = tab.Offset(slot)
+    return tab.Pos + o if o else None
+
+
+def data_start(data: bytes) -> int:
+    return 4 + struct.unpack_from("<I", data, 0)[0]
+
+
 def layout(data: bytes) -> dict:
-    """Where things are in the file: section boundaries, length fields, payload and data regions."""
+    """Where things are in the file: section boundaries, length fields (position, width in bytes),
+    payload and data regions."""
     root = fbBinaryFile.BinaryFile.GetRootAs(data, 4)
     payload_start, payload_len = _vector(root._tab, 12)
     model = root.PayloadNestedRoot()
     base = 0                                      # the nested root reads the file's buffer: positions are file offsets
-    bounds = {0, 4, 8, 12, root._tab.Pos, payload_start - 4, payload_start, payload_start + payload_len, len(data)}
+    segment = data_start(data)
+    bounds = {0, 4, 8, 12, root._tab.Pos, payload_start - 4, payload_start, payload_start + payload_len,
+              segment, len(data)}
     for slot in (6, 8, 10):                       # compiler version, schema hash, checksum strings
         o = root._tab.Offset(slot)
         if o:
             bounds.add(root._tab.Indirect(o + root._tab.Pos))
-    data_regions, length_fields = [], [("file size prefix", 0), ("payload length", payload_start - 4)]
+    data_regions = [(segment, len(data))]        # the constants' bytes
+    length_fields = [("file size prefix", 0, 4), ("payload length", payload_start - 4, 4)]
+    if _scalar(root._tab, 14) is not None:
+        length_fields.append(("data segment size", _scalar(root._tab, 14), 8))
 
     def const_tensor(c):
-        start, n = _vector(c._tab, 8)
-        if start is not None:
-            bounds.add(base + start)
-            data_regions.append((base + start, base + start + n))
-            length_fields.append(("constant data length", base + start - 4))
+        offset = _scalar(c._tab, 8)
+        if offset is not None:
+            bounds.add(segment + c.Offset())
+            length_fields.append(("constant offset", offset, 8))
+        if _scalar(c._tab, 10) is not None:
+            length_fields.append(("constant byte count", _scalar(c._tab, 10), 8))
 
     bounds.add(base + model._tab.Pos)
     for i in range(model.ProgramsLength()):
@@ -80,10 +96,11 @@ def mutations(data: bytes, total: int, n_reflips: int, seed: int = 0) -> list[di
     rng = np.random.default_rng(seed)
     lay = layout(data)
     out = [{"kind": "truncate", "at": b} for b in lay["bounds"]]
-    for what, at in lay["length_fields"][:8]:
-        value = struct.unpack_from("<I", data, at)[0]
-        for wrong in (value + 1, value - 1, value * 2 + 16, 0, 0xFFFFFFFF):
-            out.append({"kind": "size", "what": what, "at": at, "value": int(wrong) & 0xFFFFFFFF})
+    for what, at, width in lay["length_fields"][:8]:
+        fmt = "<I" if width == 4 else "<Q"
+        value, top = struct.unpack_from(fmt, data, at)[0], (1 << 8 * width) - 1
+        for wrong in (value + 1, value - 1, value * 2 + 16, 0, top):
+            out.append({"kind": "size", "what": what, "at": at, "width": width, "value": int(wrong) & top})
     b = binio.from_bytes(data)
     for i in range(len(b.programs)):
         for j in range(i + 1, len(b.programs)):
@@ -118,7 +135,8 @@ def _rechecksum(data: bytearray) -> bytes:
     start, n = _vector(root._tab, 12)
     o = root._tab.Offset(10)
     at = root._tab.Indirect(o + root._tab.Pos) + 4          # the checksum string's characters
-    digest = hashlib.sha256(bytes(data[start:start + n])).hexdigest().encode()
+    segment = np.frombuffer(bytes(data[data_start(data):]), np.uint8)
+    digest = binio.io.compute_checksum(bytes(data[start:start + n]), binio.io.segment_blocks(segment)).encode()
     data[at:at + len(digest)] = digest
     return bytes(data)
 
@@ -151,6 +169,6 @@ def apply(data: bytes, m: dict) -> bytes:
         out[m["at"]] ^= m["mask"]
         return _rechecksum(out) if kind == "reflip" else bytes(out)
     if kind == "size":
-        struct.pack_into("<I", out, m["at"], m["value"])
+        struct.pack_into("<I" if m.get("width", 4) == 4 else "<Q", out, m["at"], m["value"])
         return bytes(out)
     raise ValueError(kind)

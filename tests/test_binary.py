@@ -137,8 +137,11 @@ def test_file_and_bytes_are_identical(written):
 def test_constant_dtypes(dtype, shape):
     dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
     value = (np.arange(int(np.prod(shape))) % 7).astype(dt).reshape(shape)
-    b = Binary("v", SystemDesc(), [], [], [], [], [], constants={"c": value})
-    assert_same(value, ttb.from_bytes(ttb.to_bytes(b)).constants["c"])
+    # After another constant, so its offset and size are checked against the segment's end.
+    b = Binary("v", SystemDesc(), [], [], [], [], [], constants={"a": np.ones(3, np.int8), "c": value})
+    out = ttb.from_bytes(ttb.to_bytes(b)).constants
+    assert_same(value, out["c"])
+    assert out["a"].tolist() == [1] * 3
 
 
 def test_noncontiguous_and_big_endian_constants():
@@ -158,7 +161,7 @@ def test_constants_are_aligned_read_only_views():
     arrays = [*loaded.constants.values()] + [a for p in loaded.programs for a in p.constants.values()]
     for a in arrays:
         # Offset within the file, so alignment holds for any buffer (or mmap) the file is loaded into.
-        assert (a.__array_interface__["data"][0] - base) % 16 == 0
+        assert (a.__array_interface__["data"][0] - base) % ttb_io.DATA_ALIGNMENT == 0
         assert not a.flags.writeable
 
 
@@ -179,6 +182,55 @@ def test_large_constant_round_trip(tmp_path):
     ttb.write(b, path)
     loaded = ttb.read(path).programs[0].constants[1]
     assert np.array_equal(loaded, big)
+
+
+def test_constants_live_outside_the_flatbuffer():
+    # The FlatBuffer holds only descriptors: its size does not depend on how big the weights are,
+    # and the file is that envelope (padded to DATA_ALIGNMENT) followed by the data segment.
+    def with_constant(n):
+        b = make_binary()
+        b.constants["big"] = np.ones(n, np.float32)
+        return b
+    small, big = ttb_io._build(with_constant(10)).head, ttb_io._build(with_constant(5 * 2**20)).head
+    assert len(small) == len(big) < 64 * 1024
+    data = ttb.to_bytes(with_constant(5 * 2**20))
+    header = ttb_io._open_envelope(data, "<bytes>")[0]
+    assert header["data_bytes"] >= 20 * 2**20
+    assert len(big) % ttb_io.DATA_ALIGNMENT == 0
+    assert len(data) == len(big) + header["data_bytes"]
+
+
+def test_write_streams_constants_without_copying_them(tmp_path):
+    # A 64 MB weight goes from its own buffer to the file: numpy allocations during write
+    # (tracemalloc sees them) stay far below its size.
+    import tracemalloc
+    b = make_binary()
+    b.constants["big"] = np.random.default_rng(2).standard_normal(16 * 2**20, dtype=np.float32)
+    tracemalloc.start()
+    try:
+        ttb.write(b, tmp_path / "m.ttb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"write allocated {peak / 2**20:.1f} MB for a 64 MB constant"
+    assert np.array_equal(ttb.read(tmp_path / "m.ttb").constants["big"], b.constants["big"])
+
+
+@pytest.mark.slow
+def test_binary_over_2_gib_round_trips(tmp_path):
+    # FlatBuffers caps a buffer at 2 GiB; the constants live outside it, so a bigger model saves.
+    # np.zeros maps untouched pages lazily: only the marked ends cost memory until written.
+    big = np.zeros(2**31 // 4 + 2**20, np.float32)            # 2 GiB + 4 MiB
+    big[:4], big[-4:] = [1, 2, 3, 4], [5, 6, 7, 8]
+    after = np.arange(10, dtype=np.int64)                       # lies past the 2 GiB mark
+    b = Binary("big", SystemDesc(), [], [], [], [], [], constants={"big": big, "after": after})
+    path = tmp_path / "big.ttb"
+    ttb.write(b, path)
+    assert path.stat().st_size > 2**31
+    loaded = ttb.read(path).constants
+    assert loaded["big"].shape == big.shape
+    assert loaded["big"][:4].tolist() == [1, 2, 3, 4] and loaded["big"][-4:].tolist() == [5, 6, 7, 8]
+    assert loaded["after"].tolist() == list(range(10))
 
 
 def test_describe_is_json(written):
@@ -232,18 +284,19 @@ def test_refuses_trailing_bytes(written):
 
 
 def test_refuses_other_major_version(written, monkeypatch):
-    monkeypatch.setattr(ttb_io, "FORMAT_VERSION", (2, 0))
+    ours = ".".join(map(str, ttb_io.FORMAT_VERSION))
+    monkeypatch.setattr(ttb_io, "FORMAT_VERSION", (ttb_io.FORMAT_VERSION[0] + 1, 0))
     data = ttb.to_bytes(make_binary())
     monkeypatch.undo()
     err = refused(written, data)
-    assert "incompatible format version 2.0" in str(err)
-    assert "1.0" in str(err)
+    assert f"incompatible format version {ttb_io.FORMAT_VERSION[0] + 1}.0" in str(err)
+    assert ours in str(err)
     assert "recompile" in str(err)
 
 
 def test_accepts_newer_minor_version(monkeypatch):
     # A minor bump only adds fields; the schema hash differs but the file is readable.
-    monkeypatch.setattr(ttb_io, "FORMAT_VERSION", (1, 7))
+    monkeypatch.setattr(ttb_io, "FORMAT_VERSION", (ttb_io.FORMAT_VERSION[0], 7))
     monkeypatch.setattr(ttb_io, "SCHEMA_HASH", "f" * 64)
     data = ttb.to_bytes(make_binary())
     monkeypatch.undo()
@@ -256,6 +309,40 @@ def test_refuses_schema_hash_mismatch(written, monkeypatch):
     monkeypatch.undo()
     err = refused(written, data)
     assert "schema hash mismatch" in str(err)
+
+
+def test_refuses_truncated_data_segment(written):
+    data = written.read_bytes()
+    err = refused(written, data[:-5])
+    assert "truncated" in str(err) and f"found {len(data) - 5}" in str(err)
+
+
+def test_refuses_corrupt_constant(written):
+    # Flip one byte of a weight: the data segment is under the checksum too.
+    data = bytearray(written.read_bytes())
+    w = make_binary().programs[0].constants[1]
+    at = bytes(data).find(w.tobytes()) + 7
+    assert at > 7
+    data[at] ^= 0xFF
+    err = refused(written, bytes(data))
+    assert "checksum mismatch" in str(err)
+
+
+def test_refuses_constant_outside_the_data_segment(monkeypatch, tmp_path):
+    # A consistent checksum over a descriptor that points past the segment (a broken writer).
+    real = ttb_io._Writer._const_tensor
+
+    def shifted(self, value, what):
+        off = real(self, value, what)
+        self.data_bytes -= 1          # the last constant now overhangs the segment by a byte
+        self.data[-1] = (self.data[-1][0], self.data[-1][1][:-1])
+        return off
+    monkeypatch.setattr(ttb_io._Writer, "_const_tensor", shifted)
+    b = Binary("v", SystemDesc(), [], [], [], [], [], constants={"c": np.arange(4, dtype=np.int32)})
+    data = ttb.to_bytes(b)
+    monkeypatch.undo()
+    with pytest.raises(BinaryFormatError, match="lies at bytes 0..16 of a 15-byte data segment"):
+        ttb.from_bytes(data)
 
 
 def test_refuses_corrupt_payload(written):

@@ -1,17 +1,20 @@
 """Serialize `Binary` to and from the FlatBuffers file described by schema.fbs.
 
 File layout: a size-prefixed `BinaryFile` envelope (identifier "FFTB", format
-version, compiler version, schema hash, sha256 checksum) whose `payload` is a
-nested FlatBuffer holding the `Model`. The reader checks the envelope before it
-touches the payload, so every refusal says which check failed.
+version, compiler version, schema hash, sha256 checksum, data segment size)
+whose `payload` is a nested FlatBuffer holding the `Model`, then the data
+segment with the constants' bytes at DATA_ALIGNMENT-aligned offsets. The reader
+checks the envelope before it touches the payload, so every refusal says which
+check failed.
 
-Constant data is copied into the builder in one memcpy at 16-byte alignment and
-read back as zero-copy, read-only numpy views of the file buffer (no Python
-loops over elements either way).
+The constants never enter a FlatBuffer: the writer streams each array from its
+own buffer to the file (no copy of the weights in memory, no 2 GiB limit), and
+the reader returns zero-copy, read-only numpy views of the file buffer.
 """
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import re
@@ -44,9 +47,14 @@ from .model import DTYPES, Binary, CpuSegment, Op, Program, Step, SystemDesc, Te
 
 # Major: bump on any change old readers cannot read (they refuse the file).
 # Minor: bump when only adding fields (old readers accept and ignore them).
-FORMAT_VERSION = (1, 2)
+FORMAT_VERSION = (2, 0)
 FILE_IDENTIFIER = b"FFTB"
-CONST_ALIGNMENT = 16
+CONST_ALIGNMENT = 16    # [ubyte] vectors inside the FlatBuffer (CPU libraries, the payload)
+DATA_ALIGNMENT = 64     # constants in the data segment: a cache line, more than any dtype needs
+# The checksum hashes the data segment in blocks of this size, one thread per core (hashlib
+# releases the GIL); writes go in pieces no larger, since one write() of a multi-GiB array may be
+# cut short by the OS.
+_BLOCK = 1 << 26
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -67,6 +75,10 @@ SCHEMA_HASH = _schema_hash(_SCHEMA_PATH.read_text(encoding="utf-8"))
 _MAX_BYTES = flatbuffers.Builder.MAX_BUFFER_SIZE
 
 
+def _align(n: int, to: int = DATA_ALIGNMENT) -> int:
+    return -(-n // to) * to
+
+
 def _dtype_table() -> dict[str, np.dtype]:
     return {n: np.dtype(ml_dtypes.bfloat16) if n == "bfloat16" else np.dtype(n) for n in DTYPES}
 
@@ -85,6 +97,9 @@ class _Writer:
     def __init__(self, size_hint: int):
         self.b = flatbuffers.Builder(size_hint)
         self._consts: dict = {}
+        # The data segment, in file order: (offset, the array's bytes as a uint8 view).
+        self.data: list[tuple[int, np.ndarray]] = []
+        self.data_bytes = 0
 
     # -- primitives
 
@@ -146,13 +161,18 @@ class _Writer:
                              f"supported dtypes: {', '.join(sorted(_DTYPES))}")
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
-        raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-        data = self.raw_bytes(raw)
+        raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)   # a view unless arr was strided
+        offset = 0
+        if raw.nbytes:      # an empty array takes no bytes (and no place past the segment's end)
+            offset = _align(self.data_bytes)
+            self.data.append((offset, raw))
+            self.data_bytes = offset + raw.nbytes
         dtype, shape = self.string(arr.dtype.name), self.ints(arr.shape, np.int64)
         fbConstTensor.Start(self.b)
         fbConstTensor.AddDtype(self.b, dtype)
         fbConstTensor.AddShape(self.b, shape)
-        fbConstTensor.AddData(self.b, data)
+        fbConstTensor.AddOffset(self.b, offset)
+        fbConstTensor.AddNbytes(self.b, raw.nbytes)
         return fbConstTensor.End(self.b)
 
     def op(self, op: Op, where: str) -> int:
@@ -232,7 +252,6 @@ class _Writer:
         return fbSystemDesc.End(self.b)
 
     def model(self, m: Binary) -> int:
-        # Big blobs first: they sit at the end of the buffer, the tables in front.
         consts = []
         for name, value in m.constants.items():
             v = self.const_tensor(value, f"plan constant {name!r}")
@@ -285,14 +304,10 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
-def _blob_bytes(binary: Binary) -> int:
-    arrays = list(binary.constants.values())
-    for p in binary.programs:
-        arrays.extend(p.constants.values())
-    n = sum(np.asarray(a).nbytes + 2 * CONST_ALIGNMENT for a in arrays)
-    n += sum(len(s.library) + CONST_ALIGNMENT for s in binary.cpu_segments)
-    n += sum(len(v) for v in binary.debug.values())
-    return n
+def _inline_bytes(binary: Binary) -> int:
+    """What the FlatBuffer itself must hold: CPU libraries and debug sections (tables are small)."""
+    return (sum(len(s.library) + CONST_ALIGNMENT for s in binary.cpu_segments)
+            + sum(len(v.encode("utf-8")) for v in binary.debug.values()))
 
 
 def _builder_view(b: flatbuffers.Builder) -> memoryview:
@@ -300,32 +315,86 @@ def _builder_view(b: flatbuffers.Builder) -> memoryview:
     return memoryview(b.Bytes)[b.Head():]
 
 
-def _build(binary: Binary) -> memoryview:
-    blobs = _blob_bytes(binary)
-    too_big = ForgeError("binary", f"model {binary.model_name!r} has {blobs / 2**30:.2f} GiB of constants "
-                         "and libraries; a FlatBuffers file is limited to 2 GiB",
-                         "keep large weights out of the binary (e.g. fewer const-eval outputs)")
-    if blobs >= _MAX_BYTES:
+def _segment_blocks(data: list[tuple[int, np.ndarray]]) -> list[list[memoryview]]:
+    """The data segment's bytes (zero padding between constants), without joining them: a list of
+    _BLOCK-sized blocks (the last one shorter), each the list of its pieces in order."""
+    blocks: list[list[memoryview]] = []
+    pos = 0
+    for offset, raw in data:
+        for buf in (memoryview(bytes(offset - pos)), memoryview(raw).cast("B")):
+            while len(buf):
+                if pos % _BLOCK == 0:
+                    blocks.append([])
+                n = min(len(buf), _BLOCK - pos % _BLOCK)
+                blocks[-1].append(buf[:n])
+                pos, buf = pos + n, buf[n:]
+    return blocks
+
+
+def compute_checksum(payload, blocks: list[list]) -> str:
+    """sha256 hex of the payload bytes followed by the sha256 digests of the data segment's blocks.
+
+    Block by block so that every core hashes: one sha256 runs at ~1.2 GB/s here, the time of
+    writing the file."""
+    def digest(pieces) -> bytes:
+        h = hashlib.sha256()
+        for piece in pieces:
+            h.update(piece)
+        return h.digest()
+    total = hashlib.sha256(payload)
+    if blocks:
+        with ThreadPoolExecutor(min(len(blocks), os.cpu_count() or 1)) as pool:
+            for d in pool.map(digest, blocks):
+                total.update(d)
+    return total.hexdigest()
+
+
+def segment_blocks(segment: np.ndarray) -> list[list[np.ndarray]]:
+    """A contiguous data segment (as read from a file) cut into checksum blocks."""
+    return [[segment[at:at + _BLOCK]] for at in range(0, segment.size, _BLOCK)]
+
+
+class _FileImage:
+    """A .ttb file before it is written: the envelope's bytes and the data segment's blocks."""
+
+    def __init__(self, head: memoryview, blocks: list[list[memoryview]]):
+        self.head, self.blocks = head, blocks
+
+    def chunks(self):
+        yield self.head
+        for block in self.blocks:
+            yield from block
+
+
+def _build(binary: Binary) -> _FileImage:
+    inline = _inline_bytes(binary)
+    too_big = ForgeError("binary", f"model {binary.model_name!r} has {inline / 2**30:.2f} GiB of CPU libraries "
+                         "and debug sections; the FlatBuffer part of a binary is limited to 2 GiB "
+                         "(constants are not: they live outside it)",
+                         "compile without a dump directory (debug sections) or with fewer CPU-fallback ops")
+    if inline >= _MAX_BYTES:
         raise too_big
     try:
-        return _build_unchecked(binary, blobs)
+        return _build_unchecked(binary, inline)
     except flatbuffers.builder.BuilderSizeError as e:
         raise too_big from e
 
 
-def _build_unchecked(binary: Binary, blobs: int) -> memoryview:
+def _build_unchecked(binary: Binary, inline: int) -> _FileImage:
     # Size the builders up front: growing doubles and copies the whole buffer.
-    inner = _Writer(min(blobs + (1 << 20), _MAX_BYTES))
+    inner = _Writer(min(inline + (1 << 20), _MAX_BYTES))
     inner.b.Finish(inner.model(binary))
     payload = _builder_view(inner.b)
 
-    checksum = hashlib.sha256(payload).hexdigest()
+    blocks = _segment_blocks(inner.data)
+    digest = compute_checksum(payload, blocks)
     outer = _Writer(min(len(payload) + 4096, _MAX_BYTES))
     payload_v = outer.raw_bytes(payload)
+    data_bytes = inner.data_bytes
     del payload, inner  # free the Model buffer before the file image is taken
     cv = outer.string(binary.compiler_version)
     sh = outer.string(SCHEMA_HASH)
-    ck = outer.string(checksum)
+    ck = outer.string(digest)
     b = outer.b
     fbBinaryFile.Start(b)
     fbBinaryFile.AddFormatVersion(b, fbVersion.CreateVersion(b, *FORMAT_VERSION))
@@ -333,23 +402,31 @@ def _build_unchecked(binary: Binary, blobs: int) -> memoryview:
     fbBinaryFile.AddSchemaHash(b, sh)
     fbBinaryFile.AddChecksum(b, ck)
     fbBinaryFile.AddPayload(b, payload_v)
+    fbBinaryFile.AddDataBytes(b, data_bytes)
+    # Pad the envelope to a whole number of DATA_ALIGNMENT blocks (FlatBuffers pads the front of the
+    # buffer to its largest alignment): the data segment follows with no gap, so the size prefix
+    # and data_bytes must add up to the file's length exactly.
+    b.minalign = max(b.minalign, DATA_ALIGNMENT)
     b.FinishSizePrefixed(fbBinaryFile.End(b), FILE_IDENTIFIER)
-    return _builder_view(b)
+    return _FileImage(_builder_view(b), blocks)
 
 
 def to_bytes(binary: Binary) -> bytes:
     """Serialize `binary` to the bytes of a .ttb file."""
-    return bytes(_build(binary))
+    return b"".join(_build(binary).chunks())
 
 
 def write(binary: Binary, path: PathLike) -> None:
-    """Write `binary` to `path` atomically (a crash never leaves a half-written file)."""
+    """Write `binary` to `path` atomically (a crash never leaves a half-written file).
+
+    The constants go from their own buffers to the file: writing holds no copy of the weights."""
     path = Path(path)
-    data = _build(binary)
+    image = _build(binary)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in image.chunks():
+                f.write(chunk)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -386,39 +463,46 @@ def _read_tensor_desc(t) -> TensorDesc:
                       data_format=_s(t.DataFormat()), layout=_s(t.Layout()))
 
 
-def _read_const(c, source: str, what: str, shared: dict | None = None) -> np.ndarray:
-    """`shared` maps a ConstTensor's position to its array: one written once is read as one array."""
-    if shared is not None and c._tab.Pos in shared:
-        return shared[c._tab.Pos]
-    arr = _read_const_data(c, source, what)
-    if shared is not None:
-        shared[c._tab.Pos] = arr
-    return arr
+class _Constants:
+    """Reads ConstTensor tables as read-only views of the data segment.
+
+    A constant written once (an LM's programs share their weights) is read as one array."""
+
+    def __init__(self, segment: np.ndarray, source: str):
+        self.segment, self.source = segment, source
+        self._seen: dict[int, np.ndarray] = {}
+
+    def read(self, c, what: str) -> np.ndarray:
+        arr = self._seen.get(c._tab.Pos)
+        if arr is None:
+            arr = self._seen[c._tab.Pos] = self._read(c, what)
+        return arr
+
+    def _read(self, c, what: str) -> np.ndarray:
+        name = _s(c.Dtype())
+        if name not in _DTYPES:
+            raise _fail(self.source, f"{what} has unknown dtype {name!r}",
+                        "the file is corrupt or newer than this forge_fe")
+        dtype, shape = _DTYPES[name], tuple(_ints(c.ShapeAsNumpy()))
+        offset, nbytes = c.Offset(), c.Nbytes()
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes != expected:
+            raise _fail(self.source, f"{what} holds {nbytes} bytes but {name}{list(shape)} needs {expected}",
+                        "the file is corrupt")
+        if offset % DATA_ALIGNMENT or offset + nbytes > self.segment.size:
+            raise _fail(self.source, f"{what} lies at bytes {offset}..{offset + nbytes} of a "
+                        f"{self.segment.size}-byte data segment (aligned to {DATA_ALIGNMENT}): file is corrupt")
+        arr = self.segment[offset:offset + nbytes].view(dtype).reshape(shape)
+        # A view into the file buffer: constants are shared, never mutated.
+        arr.flags.writeable = False
+        return arr
 
 
-def _read_const_data(c, source: str, what: str) -> np.ndarray:
-    name = _s(c.Dtype())
-    if name not in _DTYPES:
-        raise _fail(source, f"{what} has unknown dtype {name!r}", "the file is corrupt or newer than this forge_fe")
-    dtype, shape = _DTYPES[name], tuple(_ints(c.ShapeAsNumpy()))
-    data = c.DataAsNumpy()
-    if isinstance(data, int):
-        data = np.zeros(0, np.uint8)
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if data.nbytes != expected:
-        raise _fail(source, f"{what} holds {data.nbytes} bytes but {name}{list(shape)} needs {expected}",
-                    "the file is corrupt")
-    arr = data.view(dtype).reshape(shape)
-    # A view into the file buffer: constants are shared, never mutated.
-    arr.flags.writeable = False
-    return arr
-
-
-def _read_program(p, source: str, shared: dict | None = None) -> Program:
+def _read_program(p, consts: _Constants) -> Program:
     name = _s(p.Name())
     constants = {}
     for c in _items(p, "Constants"):
-        constants[c.Index()] = _read_const(c.Value(), source, f"constant {c.Index()} of program {name!r}", shared)
+        constants[c.Index()] = consts.read(c.Value(), f"constant {c.Index()} of program {name!r}")
     ops = [Op(name=_s(o.Name()), inputs=_ints(o.InputsAsNumpy()), outputs=_ints(o.OutputsAsNumpy()),
               attrs=json.loads(_s(o.AttrsJson()) or "{}"), loc=_s(o.Loc()))
            for o in _items(p, "Ops")]
@@ -451,17 +535,17 @@ def _read_system(d) -> SystemDesc:
                       dram_bandwidth=d.DramBandwidth(), clock_hz=d.ClockHz())
 
 
-def _read_model(m, compiler_version: str, source: str) -> Binary:
-    shared: dict = {}
+def _read_model(m, compiler_version: str, source: str, segment: np.ndarray) -> Binary:
+    consts = _Constants(segment, source)
     return Binary(
         compiler_version=compiler_version,
         system=_read_system(m.System()),
-        programs=[_read_program(p, source, shared) for p in _items(m, "Programs")],
+        programs=[_read_program(p, consts) for p in _items(m, "Programs")],
         cpu_segments=[_read_cpu_segment(s) for s in _items(m, "CpuSegments")],
         plan=[_read_step(s, source) for s in _items(m, "Plan")],
         inputs=[_read_tensor_desc(t) for t in _items(m, "Inputs")],
         outputs=_strs(m, "Outputs"),
-        constants={_s(c.Name()): _read_const(c.Value(), source, f"plan constant {_s(c.Name())!r}", shared)
+        constants={_s(c.Name()): consts.read(c.Value(), f"plan constant {_s(c.Name())!r}")
                    for c in _items(m, "Constants")},
         output_structure=_s(m.OutputStructure()),
         debug={_s(e.Key()): _s(e.Value()) for e in _items(m, "Debug")},
@@ -471,8 +555,8 @@ def _read_model(m, compiler_version: str, source: str) -> Binary:
     )
 
 
-def _open_envelope(data, source: str) -> tuple[dict, Any]:
-    """Run every envelope check; return (header facts, the Model table)."""
+def _open_envelope(data, source: str) -> tuple[dict, Any, np.ndarray]:
+    """Run every envelope check; return (header facts, the Model table, the data segment)."""
     n = len(data)
     if n < 12:
         raise _fail(source, f"only {n} bytes: not a forge_fe binary (or truncated)")
@@ -480,13 +564,13 @@ def _open_envelope(data, source: str) -> tuple[dict, Any]:
     if ident != FILE_IDENTIFIER:
         raise _fail(source, f"not a forge_fe binary: file identifier is {ident!r}, expected {FILE_IDENTIFIER!r}",
                     "pass a .ttb file written by forge_fe (CompiledModel.save / forge_fe.binary.write)")
-    size = struct.unpack_from("<I", data, 0)[0]
-    if n - 4 < size:
-        raise _fail(source, f"file is truncated: its header says {size + 4} bytes, found {n}",
-                    "the copy or download was incomplete; copy it again or recompile")
-    if n - 4 > size:
-        raise _fail(source, f"file is corrupt: {n - 4 - size} unexpected bytes after the end "
-                    f"({size + 4} bytes expected, found {n})")
+    head_end = 4 + struct.unpack_from("<I", data, 0)[0]
+    truncated = ("the copy or download was incomplete; copy it again or recompile")
+    if n < head_end:
+        raise _fail(source, f"file is truncated: its header alone is {head_end} bytes, found {n}", truncated)
+    if head_end % DATA_ALIGNMENT:
+        raise _fail(source, f"file is corrupt: its header's size ({head_end} bytes) is not a multiple of "
+                    f"{DATA_ALIGNMENT}, as every forge_fe {FORMAT_VERSION[0]}.x binary's is")
     try:
         root = fbBinaryFile.BinaryFile.GetRootAs(data, 4)
         v = root.FormatVersion()
@@ -496,6 +580,7 @@ def _open_envelope(data, source: str) -> tuple[dict, Any]:
         checksum = _s(root.Checksum())
         payload = root.PayloadAsNumpy()
         model = root.PayloadNestedRoot()
+        data_bytes = root.DataBytes()
     except Exception as e:
         raise _fail(source, f"cannot decode the file header ({type(e).__name__}: {e}): file is corrupt") from e
     if version is None or isinstance(payload, int):
@@ -513,20 +598,28 @@ def _open_envelope(data, source: str) -> tuple[dict, Any]:
         raise _fail(source, f"schema hash mismatch at format version {theirs}: file {schema_hash[:12]}..., "
                     f"this forge_fe {SCHEMA_HASH[:12]}... (written by forge_fe {compiler_version!r})",
                     "recompile the model with this forge_fe")
-    actual = hashlib.sha256(payload).hexdigest()
+    data_start = head_end
+    if n < data_start + data_bytes:
+        raise _fail(source, f"file is truncated: its header says {data_start + data_bytes} bytes, found {n}",
+                    truncated)
+    if n > data_start + data_bytes:
+        raise _fail(source, f"file is corrupt: {n - data_start - data_bytes} unexpected bytes after the end "
+                    f"({data_start + data_bytes} bytes expected, found {n})")
+    segment = np.frombuffer(data, np.uint8, count=data_bytes, offset=data_start)
+    actual = compute_checksum(payload, segment_blocks(segment))
     if actual != checksum:
         raise _fail(source, f"checksum mismatch: file is corrupt (stored sha256 {checksum[:12]}..., "
                     f"computed {actual[:12]}...)", "copy the file again or recompile")
     header = {"format_version": theirs, "compiler_version": compiler_version, "schema_hash": schema_hash,
-              "checksum": f"sha256:{checksum}", "file_bytes": n}
-    return header, model
+              "checksum": f"sha256:{checksum}", "file_bytes": n, "data_bytes": data_bytes}
+    return header, model, segment
 
 
 def _decode(data, source: str) -> tuple[dict, Binary]:
     from .validate import check_binary
-    header, model = _open_envelope(data, source)
+    header, model, segment = _open_envelope(data, source)
     try:
-        binary = _read_model(model, header["compiler_version"], source)
+        binary = _read_model(model, header["compiler_version"], source, segment)
     except BinaryFormatError:
         raise
     except Exception as e:

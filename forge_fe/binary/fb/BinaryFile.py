@@ -95,8 +95,15 @@ class BinaryFile(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         return o == 0
 
+    # BinaryFile
+    def DataBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
 def BinaryFileStart(builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def Start(builder):
     BinaryFileStart(builder)
@@ -144,6 +151,12 @@ def BinaryFileMakePayloadVectorFromBytes(builder, bytes):
     return builder.EndVector()
 def MakePayloadVectorFromBytes(builder, bytes):
     return BinaryFileMakePayloadVectorFromBytes(builder, bytes)
+def BinaryFileAddDataBytes(builder, dataBytes):
+    builder.PrependUint64Slot(5, dataBytes, 0)
+
+def AddDataBytes(builder, dataBytes):
+    BinaryFileAddDataBytes(builder, dataBytes)
+
 def BinaryFileEnd(builder):
     return builder.EndObject()
 

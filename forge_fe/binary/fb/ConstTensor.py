@@ -63,34 +63,21 @@ class ConstTensor(object):
         return o == 0
 
     # ConstTensor
-    def Data(self, j):
+    def Offset(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         if o != 0:
-            a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
     # ConstTensor
-    def DataAsNumpy(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+    def Nbytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
         if o != 0:
-            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
-
-    # ConstTensor
-    def DataLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
-        if o != 0:
-            return self._tab.VectorLen(o)
-        return 0
-
-    # ConstTensor
-    def DataIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
-        return o == 0
 
 def ConstTensorStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(4)
 
 def Start(builder):
     ConstTensorStart(builder)
@@ -113,17 +100,17 @@ def ConstTensorStartShapeVector(builder, numElems):
 def StartShapeVector(builder, numElems):
     return ConstTensorStartShapeVector(builder, numElems)
 
-def ConstTensorAddData(builder, data):
-    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(data), 0)
+def ConstTensorAddOffset(builder, offset):
+    builder.PrependUint64Slot(2, offset, 0)
 
-def AddData(builder, data):
-    ConstTensorAddData(builder, data)
+def AddOffset(builder, offset):
+    ConstTensorAddOffset(builder, offset)
 
-def ConstTensorStartDataVector(builder, numElems):
-    return builder.StartVector(1, numElems, 1)
+def ConstTensorAddNbytes(builder, nbytes):
+    builder.PrependUint64Slot(3, nbytes, 0)
 
-def StartDataVector(builder, numElems):
-    return ConstTensorStartDataVector(builder, numElems)
+def AddNbytes(builder, nbytes):
+    ConstTensorAddNbytes(builder, nbytes)
 
 def ConstTensorEnd(builder):
     return builder.EndObject()
