@@ -129,15 +129,66 @@ def test_small_matmul_uses_only_its_output_tiles_but_roofline_uses_the_grid():
     assert e.roofline_s == pytest.approx(max(e.dram_bytes / 288e9, e.compute_cycles / (64 * 1e9)))
 
 
-def test_conv2d_is_an_implicit_gemm():
-    x, w = tensor((1, 56, 56, 64)), tensor((64, 64, 3, 3))
-    prog = one_op("ttir.conv2d", [x, w], tensor((1, 56, 56, 64)),
-                  {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1})
-    (e,) = estimate(prog)
-    m, k, n = 56 * 56, 64 * 9, 64
+def conv(cin, cout, k=3, groups=1, hw=56, stride=1, pad=None):
+    pad = (k // 2) if pad is None else pad
+    x, w = tensor((1, hw, hw, cin)), tensor((cout, cin // groups, k, k))
+    oh = (hw + 2 * pad - k) // stride + 1
+    return one_op("ttir.conv2d", [x, w], tensor((1, oh, oh, cout)),
+                  {"stride": [stride, stride], "padding": [pad] * 4, "dilation": [1, 1], "groups": groups})
+
+
+def gemm_cycles(m, k, n, phases=4):
+    return math.ceil(m / 32) * math.ceil(k / 32) * math.ceil(n / 32) * pm.MATMUL_TILE_CYCLES_PER_PHASE * phases
+
+
+def test_1x1_conv_is_a_plain_gemm():
+    """TTNN's use_matmul_for_1x1_conv: 1x1, stride 1, no padding -> a matmul, no tilize, no halo."""
+    (e,) = estimate(conv(64, 256, k=1))
+    m, k, n = 56 * 56, 64, 256
     assert e.flops == 2 * m * k * n
-    assert e.compute_cycles == math.ceil(m / 32) * math.ceil(k / 32) * math.ceil(n / 32) * 64
+    assert e.compute_cycles == gemm_cycles(m, k, n)
     assert e.cores == 64
+    assert e.time_s == pytest.approx(max(e.dram_bytes / WH.dram_bandwidth, e.compute_cycles / (64 * WH.clock_hz))
+                                     / pm.UTILIZATION + OVERHEAD)
+
+
+def test_sliding_window_conv_tilizes_its_activation_and_launches_a_halo():
+    """A 3x3 conv: the GEMM, plus a tilize pass per im2col activation tile (M x K tiles) in the conv kernel,
+    plus the halo op: an untilize pass per input tile and a second launch."""
+    (e,) = estimate(conv(64, 64))
+    m, k, n = 56 * 56, 64 * 9, 64
+    act_tiles = math.ceil(m / 32) * math.ceil(k / 32)
+    input_tiles = math.ceil(56 * 56 / 32) * math.ceil(64 / 32)
+    assert e.compute_cycles == gemm_cycles(m, k, n) + act_tiles * pm.TILE_CYCLES["tilize"] \
+        + input_tiles * pm.TILE_CYCLES["untilize"]
+    assert e.time_s == pytest.approx(max(e.dram_bytes / WH.dram_bandwidth, e.compute_cycles / (64 * WH.clock_hz))
+                                     / pm.UTILIZATION + 2 * OVERHEAD)
+    # stride 2 or padding also leave the matmul path, even for a 1x1 kernel
+    (s2,) = estimate(conv(64, 64, k=1, stride=2))
+    assert s2.compute_cycles > gemm_cycles(28 * 28, 64, 64)
+
+
+def test_depthwise_conv_costs_the_dense_conv_of_its_block_diagonal_weight():
+    """TTNN expands a grouped weight to a zero-filled [Cout, Cin, KH, KW]
+    (convert_conv_weight_tensor_to_grouped_layout): a depthwise conv runs, and reads from DRAM, exactly
+    what the dense conv of the same shape does."""
+    for c in (64, 144):
+        (dw,) = estimate(conv(c, c, groups=c))
+        (dense,) = estimate(conv(c, c))
+        assert dw.compute_cycles == dense.compute_cycles
+        assert dw.dram_bytes == dense.dram_bytes
+        assert dw.flops * c == dense.flops                  # the useful math is 1/C of it
+    # so the matrix-engine work grows with C^2 (K and N both scale with C), not with C
+    def gemm_part(c):
+        (e,) = estimate(conv(c, c, groups=c))
+        mt, kt = math.ceil(56 * 56 / 32), math.ceil(c * 9 / 32)
+        return e.compute_cycles - mt * kt * pm.TILE_CYCLES["tilize"] \
+            - mt * math.ceil(c / 32) * pm.TILE_CYCLES["untilize"]
+    assert gemm_part(128) == 4 * gemm_part(64)
+    # grouped (not depthwise) convs too: groups=4 costs the dense conv
+    (g4,) = estimate(conv(128, 128, groups=4))
+    (d,) = estimate(conv(128, 128))
+    assert g4.compute_cycles == d.compute_cycles
 
 
 def test_reductions_softmax_and_norm_pass_counts():
@@ -348,12 +399,19 @@ def test_scale_and_mask_stream_into_the_softmax():
     assert mul.dram_bytes == 2 * size and add.dram_bytes == size   # their operands; no result written
 
 
-def test_depthwise_conv_is_one_gemm_per_channel():
-    x, w = tensor((1, 56, 56, 64)), tensor((64, 1, 3, 3))
-    prog = one_op("ttir.conv2d", [x, w], tensor((1, 56, 56, 64)),
-                  {"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 64})
-    (e,) = estimate(prog)
-    assert e.compute_cycles == 64 * math.ceil(56 * 56 / 32) * 1 * 1 * 64     # 9-deep, 1-wide, per channel
+def test_softmax_runs_exp_in_approximate_mode_and_exp_alone_does_not():
+    """TTNN's softmax defaults to math_approx_mode=True (exp_tile<EXP_APPROX>); ttnn.exp is precise."""
+    shape = (8, 512, 512)
+    (sm,) = estimate(one_op("ttir.softmax", [tensor(shape)], tensor(shape), {"dimension": -1}))
+    (ex,) = estimate(one_op("ttir.exp", [tensor(shape)], tensor(shape)))
+    n, rows = 8 * 16 * 16, 8 * 16
+    T = pm.TILE_CYCLES
+    passes = T["reduce_cols"] + T["subtract"] + T["exp_approx"] + T["reduce_cols"] + T["multiply"]
+    assert sm.compute_cycles == n * passes + rows * T["reciprocal_approx"]
+    assert ex.compute_cycles == n * T["exp"]
+    assert T["exp_approx"] < T["exp"] and T["reciprocal_approx"] < T["reciprocal"]
+
+
 def test_cache_write_cost_does_not_grow_with_the_cache():
     """update_cache writes one row in place: a 64-row and a 4096-row cache cost the same."""
     def cost(rows):

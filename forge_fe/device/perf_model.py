@@ -37,8 +37,10 @@ Assumptions (each is a choice made for a first-order model; calibrate on silicon
   same rate (they only shrink DRAM bytes). Float32 (and int32) operands need
   all mantissa slices, so they are modeled at HiFi4 whatever the configured
   fidelity.
-* conv2d is an implicit GEMM: M = N*OH*OW, K = Cin/groups*KH*KW, N = Cout; the
-  im2col/halo data movement inside L1 is not modeled.
+* conv2d is an implicit GEMM as TTNN runs it (see `_conv2d`): M = N*OH*OW, K = Cin*KH*KW (a grouped or
+  depthwise conv runs as the dense conv of its zero-filled block-diagonal weight), N = Cout; a conv that
+  is not a plain 1x1 matmul also tilizes its im2col activation (M x K tiles) and launches a halo op (one
+  untilize pass over its input tiles).
 * Other engines use `TILE_CYCLES`: cycles per 32x32 tile on one core. The
   measured entries come from Tenstorrent's Buda backend op model for Wormhole B0
   (tenstorrent/tt-budabackend, perf_lib/op_model/params/wormhole_b0/params_v3.yaml,
@@ -106,6 +108,8 @@ TILE_CYCLES = {
     "subtract": 50,
     "multiply": 55,
     "transpose": 56,       # est.: one more FPU datacopy pass with transpose_xy
+    "tilize": 56,          # est.: tilize_block, one unpack + pack of a row-major tile, like datacopy
+    "untilize": 56,        # est.: pack_untilize, one unpack + pack of a tile, like datacopy
     "reduce_rows": 59,     # reduce over dim -2 (Buda "reduce r")
     "reduce_cols": 91,     # reduce over dim -1 (Buda "reduce c")
     # SFPU (vector engine) eltwise
@@ -127,9 +131,11 @@ TILE_CYCLES = {
     "sqrt": 910,
     "rsqrt": 910,          # est.: one SFPU routine like sqrt
     "reciprocal": 910,
+    "reciprocal_approx": 781,   # approximate mode (Buda "reciprocal: approx")
     "sin": 910,
     "cos": 1548,
-    "exp": 1771,           # precise mode (the emulator computes exact exp)
+    "exp": 1771,           # precise mode (ttnn.exp's default; the emulator computes exact exp)
+    "exp_approx": 813,     # approximate mode (Buda "exp: approx"), what TTNN's softmax runs by default
     "div": 965,            # est.: reciprocal + multiply
     "pow": 2544,           # est.: exp(y * log x) = log + multiply + exp
     "prod_inner": 275,     # est.: 5 halving multiply passes inside a tile (log2 32)
@@ -219,6 +225,10 @@ class Cost:
     operand_bytes: list | None = None
     #: (batch, M tiles, K tiles, N tiles, bytes per A tile, bytes per B tile) of a matrix-engine op
     gemm: tuple | None = None
+    #: cycles (summed over cores, as `cycles`) of helper device ops TTNN launches before this one on the
+    #: same cores (conv2d's halo), and how many such launches
+    aux_cycles: float = 0.0
+    aux_launches: int = 0
 
 
 RULES: dict[str, tuple[str, Callable[[OpContext], Cost]]] = {}
@@ -297,26 +307,54 @@ def _matmul(c: OpContext) -> Cost:
     return _with_bias(cost, c, 2) if c.op.name == "ttir.linear" else cost
 
 
+def _is_matmul_conv(kh: int, kw: int, attrs: dict, groups: int) -> bool:
+    """TTNN runs a conv as a plain matmul on its (already tiled) input only when it is 1x1, stride 1,
+    unpadded, undilated and ungrouped (tt-metal ttnn/cpp/ttnn/operations/conv/conv2d/conv2d_utils.cpp,
+    use_matmul_for_1x1_conv, read at commit c2aaf71d37f3); every other conv goes through the sliding-window
+    path: a halo op, then the conv kernel, which tilizes its im2col activation blocks."""
+    stride = list(attrs.get("stride", [1, 1]))
+    padding = list(attrs.get("padding", [0, 0, 0, 0]))
+    dilation = list(attrs.get("dilation", [1, 1]))
+    return kh == 1 and kw == 1 and groups == 1 and all(int(v) == 1 for v in stride + dilation) \
+        and all(int(v) == 0 for v in padding)
+
+
 @rule("conv", "ttir.conv2d")
 def _conv2d(c: OpContext) -> Cost:
-    """Implicit GEMM: M = N*OH*OW (NHWC output), K = Cin/groups*KH*KW (OIHW weight), N = Cout."""
+    """Implicit GEMM as TTNN runs it: M = N*OH*OW (NHWC output), K = Cin*KH*KW, N = Cout.
+
+    Grouped convs (depthwise included) run as ONE dense conv: TTNN's prepare_conv2d_weights expands the
+    [Cout, Cin/groups, KH, KW] weight to a zero-filled block-diagonal [Cout, Cin, KH, KW]
+    (convert_conv_weight_tensor_to_grouped_layout, called from prepare_conv_weights_internal "if groups > 1";
+    tt-metal ttnn/cpp/ttnn/operations/conv/conv2d/prepare_conv2d_weights.cpp at c2aaf71d37f3), so K is the
+    full Cin*KH*KW and the weight in DRAM is the dense matrix. A depthwise 3x3 over C channels costs the
+    matmul of a dense C->C 3x3 conv (tt-metal issue #25523 proposes a pool-based depthwise kernel instead).
+
+    Every conv that is not a plain 1x1 matmul (`_is_matmul_conv`) adds the sliding-window costs:
+    * the conv compute kernel tilizes each im2col activation block before the matmul (tilize_in in
+      ttnn/cpp/ttnn/operations/conv/conv2d/device/kernels/conv_bmm_tilize_col_major_out_blocks.cpp):
+      one unpack+pack pass per activation tile, M x K tiles;
+    * the halo op (ttnn::halo, called in conv/conv2d/conv2d.cpp before the conv micro-op) is a second launch that
+      untilizes the input shard and gathers the overlapping rows and padding: one pass per input tile."""
     n, oh, ow, cout = c.out.shape
     _, cin_g, kh, kw = c.ins[1].shape
     groups = int(c.attrs.get("groups", 1))
-    if groups > 1:
-        # One GEMM per group, each padded to whole tiles: a depthwise 3x3 (cin_g = cout_g = 1) is
-        # a 9-deep, 1-wide GEMM per channel, as expensive per output element as 9 FPU
-        # multiply-accumulates (which is how TTNN runs it), not 1/32 of a dense conv.
-        cost = _gemm_cost(c, groups, n * oh * ow, cin_g * kh * kw, cout // groups, c.ins[:2])
-        cost.parallel = tiles((n * oh * ow, cout))
-    else:
-        cost = _gemm_cost(c, 1, n * oh * ow, cin_g * kh * kw, cout, c.ins[:2])
+    k = cin_g * groups * kh * kw
+    m = n * oh * ow
+    cost = _gemm_cost(c, 1, m, k, cout, c.ins[:2])
+    cost.flops = 2.0 * m * cout * cin_g * kh * kw          # useful math: the block diagonal only
     # The weight lives in DRAM as its (K x N) GEMM matrix, tiled as such: padding OIHW's
     # last two dims (KH, KW) to 32x32 would count a 1x1 kernel 1024 times over.
     w = c.ins[1]
-    cost.operand_bytes = [tensor_bytes(c.ins[0]), tensor_bytes(w, (cin_g * kh * kw, cout))] + \
+    cost.operand_bytes = [tensor_bytes(c.ins[0]), tensor_bytes(w, (k, cout))] + \
         [tensor_bytes(t) for t in c.ins[2:]]
-    return _with_bias(cost, c, 2)
+    cost = _with_bias(cost, c, 2)
+    if not _is_matmul_conv(kh, kw, c.attrs, groups):
+        _, mt, kt, _, _, _ = cost.gemm
+        cost.cycles += mt * kt * TILE_CYCLES["tilize"]
+        cost.aux_cycles = tiles((math.prod(c.ins[0].shape[:-1]), c.ins[0].shape[-1])) * TILE_CYCLES["untilize"]
+        cost.aux_launches = 1
+    return cost
 
 
 # -- reductions, softmax, layer_norm: passes over the tiles
@@ -372,15 +410,23 @@ rule("reduce", "ttir.prod")(_reduction("prod"))
 @rule("softmax", "ttir.softmax")
 def _softmax(c: OpContext) -> Cost:
     """Stable softmax: per input tile max-reduce, subtract, exp, sum-reduce, multiply
-    (5 passes); per row of tiles one reciprocal. Each row of tiles stays on one core."""
+    (5 passes); per row of tiles one reciprocal. Each row of tiles stays on one core.
+
+    exp and the reciprocal run in the SFPU's approximate mode: every ttnn softmax entry point builds its
+    compute config with init_device_compute_kernel_config(arch, config, MathFidelity::HiFi4,
+    /*default_approx_mode=*/true, ...) (tt-metal ttnn/cpp/ttnn/operations/normalization/softmax/device/
+    softmax_device_operation.cpp at 001a9c01f6ea) and the kernels call exp_tile<EXP_APPROX>
+    (kernels/attention/compute/softmax_sharded.cpp). Approximate exp costs 813 cycles per tile against
+    1771 precise (Buda op model, params_v3.yaml "exp: approx")."""
     x = c.ins[0]
     rank = len(x.shape)
     d = int(c.attrs.get("dimension", -1)) % max(rank, 1)
     n = tiles(x.shape)
     rows = max(1, n // max(1, _tiles_along(x.shape, d)))
-    per_tile = (_reduce_tile_cycles("max", [d], rank, c.phases()) + TILE_CYCLES["subtract"] + TILE_CYCLES["exp"]
-                + _reduce_tile_cycles("sum", [d], rank, c.phases()) + TILE_CYCLES["multiply"])
-    return Cost(5.0 * math.prod(x.shape), n * per_tile + rows * TILE_CYCLES["reciprocal"], rows)
+    per_tile = (_reduce_tile_cycles("max", [d], rank, c.phases()) + TILE_CYCLES["subtract"]
+                + TILE_CYCLES["exp_approx"] + _reduce_tile_cycles("sum", [d], rank, c.phases())
+                + TILE_CYCLES["multiply"])
+    return Cost(5.0 * math.prod(x.shape), n * per_tile + rows * TILE_CYCLES["reciprocal_approx"], rows)
 
 
 @rule("layer_norm", "ttir.layer_norm")
@@ -649,11 +695,13 @@ def _finish(index, op, ctx, family, cost, system, place=None, extra_cycles=0.0) 
     busy = max(memory_s, compute_s, noc_s)
     bound = "memory" if busy == memory_s and memory_s >= compute_s else ("noc" if busy == noc_s and
                                                                          noc_s > compute_s else "compute")
+    # helper ops TTNN launches first (conv2d's halo): their own cycles on the same cores, their own launches
+    aux_s = cost.aux_cycles / (cores * system.clock_hz)
     return OpEstimate(
         index=index, op=op.name, loc=op.loc, flops=float(cost.flops), dram_bytes=float(dram),
-        compute_cycles=float(cycles), cores=cores,
-        time_s=busy / UTILIZATION + overhead,
-        roofline_s=max(memory_s, cycles / (grid * system.clock_hz)),
+        compute_cycles=float(cycles + cost.aux_cycles), cores=cores,
+        time_s=(busy + aux_s) / UTILIZATION + overhead * (1 + cost.aux_launches),
+        roofline_s=max(memory_s, (cycles + cost.aux_cycles) / (grid * system.clock_hz)),
         bound=bound, fits_l1=io_bytes / cores <= system.l1_size, rule=family,
         l1_inputs=l1_inputs, out_l1=out_l1, sharding=scheme, fused_into=fused_into)
 
