@@ -11,7 +11,8 @@ RSS, resets the kernel's peak-RSS counter (/proc/self/clear_refs), compiles, and
 - compile time, and per doubling of the layer count the ratio to the previous point (goal <= 2.0);
 - extra peak = peak RSS during compile - RSS once the model is built, as a multiple of the fp32
   weights (goal <= 0.5 for the 32-layer model): what compiling costs beyond the model itself;
-- the time of each pipeline stage, so a superlinear stage shows up by name.
+- the time of each pipeline stage, so a superlinear stage shows up by name, and the CPU time the
+  cyclic garbage collector took in it (gc.callbacks), so gc pressure shows up too.
 
 Each point runs alone (the children run one after another), with a timeout. The machine is
 shared: time ratios carry its noise; memory figures do not.
@@ -64,26 +65,37 @@ def child(spec: dict) -> dict:
             f.write("5")             # reset VmHWM: peak RSS from here on
 
     stage_cpu, last_cpu = {}, [0.0]
+    gc_cpu, gc_start, stage_gc, last_gc = [0.0], [0.0], {}, [0.0]
+
+    def on_gc(phase, _info):         # CPU seconds spent in collections
+        if phase == "start":
+            gc_start[0] = time.process_time()
+        else:
+            gc_cpu[0] += time.process_time() - gc_start[0]
 
     def progress(stage, _seconds):   # the peak of each stage, then start counting the next one afresh
         nonlocal peak
         now = time.process_time()
         stage_cpu[stage], last_cpu[0] = now - last_cpu[0], now
+        stage_gc[stage], last_gc[0] = gc_cpu[0] - last_gc[0], gc_cpu[0]
         hwm = _rss_kb("VmHWM")
         stage_peaks[stage] = (hwm - built) / 1024
         peak = max(peak, hwm)
         reset_peak()
 
     reset_peak()
+    gc.callbacks.append(on_gc)
     t0, c0 = time.perf_counter(), time.process_time()
     last_cpu[0] = c0
     cm = forge_fe.compile(model, inputs, progress=progress)
     compile_s, compile_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    gc.callbacks.remove(on_gc)
     peak = max(peak, _rss_kb("VmHWM"))
     row = {"layers": kw["num_hidden_layers"], "params": params, "weights_mb": weights / 2**20,
            "built_mb": built / 1024, "peak_mb": peak / 1024, "compile_s": compile_s, "compile_cpu_s": compile_cpu_s,
            "extra_over_weights": (peak - built) * 1024 / weights, "stages": cm.report.timings,
-           "stage_extra_mb": stage_peaks, "stage_cpu_s": stage_cpu}
+           "stage_extra_mb": stage_peaks, "stage_cpu_s": stage_cpu,
+           "gc_cpu_s": gc_cpu[0], "stage_gc_cpu_s": stage_gc}
     if spec["run"]:
         t0 = time.perf_counter()
         out = cm(*inputs)
@@ -142,6 +154,11 @@ def main():
     print(f"{'layers':>6s} " + " ".join(f"{s[:12]:>12s}" for s in stages))
     for r in rows:
         print(f"{r['layers']:6d} " + " ".join(f"{r['stage_cpu_s'].get(s, 0):12.2f}" for s in stages))
+    print("\nof which in the garbage collector (CPU seconds), and in all of compile:")
+    print(f"{'layers':>6s} " + " ".join(f"{s[:12]:>12s}" for s in stages) + f" {'compile':>12s}")
+    for r in rows:
+        print(f"{r['layers']:6d} " + " ".join(f"{r['stage_gc_cpu_s'].get(s, 0):12.2f}" for s in stages)
+              + f" {r['gc_cpu_s']:12.2f}")
     print("\npeak RSS during each stage minus the built model's RSS, MB:")
     print(f"{'layers':>6s} " + " ".join(f"{s[:12]:>12s}" for s in stages))
     for r in rows:

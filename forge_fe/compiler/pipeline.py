@@ -79,7 +79,9 @@ class CompileContext:
 # ---- stages -------------------------------------------------------------------------
 
 def stage_import(ctx):
-    ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
+    from forge_fe.frontend.imported import frozen_heap
+    with frozen_heap():   # gc walks only what the import allocates: see frozen_heap
+        ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
     ctx.mod = ctx.imported.mod
     if ctx.mod is not None:
         ctx.dump("01_relax_imported.py", lambda: ctx.mod.script(show_meta=False))

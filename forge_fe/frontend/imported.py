@@ -5,6 +5,9 @@ it, and the dispatcher in ``forge_fe/frontend/__init__.py`` imports the framewor
 """
 from __future__ import annotations
 
+import gc
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,3 +39,38 @@ def shape_only_array(shape, dtype) -> np.ndarray:
 
 def is_shape_only(a) -> bool:
     return isinstance(a, np.ndarray) and a.size > 1 and not any(a.strides)
+
+
+_heap_lock = threading.Lock()
+_heap_depth = 0          # imports under way (threads may import concurrently)
+_heap_frozen = False     # whether the outermost one froze the heap (and so unfreezes it)
+
+
+@contextmanager
+def frozen_heap():
+    """Keep the objects that exist before an import out of the cyclic garbage collector while it runs.
+
+    An import (torch.export, its decomposition run, the Relax importer) allocates objects by the
+    million, so CPython runs full collections during it, and each one walks every tracked object
+    in the process: the framework's and the model's (~600k for torch + transformers) as well as the
+    import's own. How many full collections run grows with the model, and so does what each one
+    walks: gc time grew 3x per doubling of a Llama's layers. `gc.freeze()` moves the existing
+    objects to the permanent generation, so collections walk only what the import allocates
+    (linear), and still free its cyclic garbage (memory stays bounded, unlike `gc.disable()`);
+    `gc.unfreeze()` on exit gives them back to the oldest generation. Left alone if gc is
+    disabled or the caller already froze objects of its own (unfreezing would release theirs)."""
+    global _heap_depth, _heap_frozen
+    with _heap_lock:
+        if _heap_depth == 0:
+            _heap_frozen = gc.isenabled() and gc.get_freeze_count() == 0
+            if _heap_frozen:
+                gc.freeze()
+        _heap_depth += 1
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_depth -= 1
+            if _heap_depth == 0 and _heap_frozen:
+                gc.unfreeze()
+                _heap_frozen = False
