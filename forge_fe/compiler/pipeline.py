@@ -79,9 +79,7 @@ class CompileContext:
 # ---- stages -------------------------------------------------------------------------
 
 def stage_import(ctx):
-    from forge_fe.frontend.imported import frozen_heap
-    with frozen_heap():   # gc walks only what the import allocates: see frozen_heap
-        ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
+    ctx.imported = import_model(ctx.model, ctx.sample_inputs, ctx.module_name, training=ctx.training)
     ctx.mod = ctx.imported.mod
     if ctx.mod is not None:
         ctx.dump("01_relax_imported.py", lambda: ctx.mod.script(show_meta=False))
@@ -312,6 +310,12 @@ STAGES = [
 
 
 def run_pipeline(ctx: CompileContext, progress=None) -> CompileContext:
+    from forge_fe.frontend.imported import frozen_heap
+    with frozen_heap():   # gc walks only what the compile allocates, not the framework's heap
+        return _run_stages(ctx, progress)
+
+
+def _run_stages(ctx: CompileContext, progress) -> CompileContext:
     for depth, name, fn in STAGES:
         t0 = time.perf_counter()
         try:

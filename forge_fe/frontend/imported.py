@@ -48,14 +48,15 @@ _heap_frozen = False     # whether the outermost one froze the heap (and so unfr
 
 @contextmanager
 def frozen_heap():
-    """Keep the objects that exist before an import out of the cyclic garbage collector while it runs.
+    """Keep the objects that exist before a compile out of the cyclic garbage collector while it runs
+    (`run_pipeline` wraps every stage in it).
 
     An import (torch.export, its decomposition run, the Relax importer) allocates objects by the
     million, so CPython runs full collections during it, and each one walks every tracked object
     in the process: the framework's and the model's (~600k for torch + transformers) as well as the
     import's own. How many full collections run grows with the model, and so does what each one
     walks: gc time grew 3x per doubling of a Llama's layers. `gc.freeze()` moves the existing
-    objects to the permanent generation, so collections walk only what the import allocates
+    objects to the permanent generation, so collections walk only what the compile allocates
     (linear), and still free its cyclic garbage (memory stays bounded, unlike `gc.disable()`);
     `gc.unfreeze()` on exit gives them back to the oldest generation. Left alone if gc is
     disabled or the caller already froze objects of its own (unfreezing would release theirs)."""
