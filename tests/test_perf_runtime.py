@@ -2,6 +2,9 @@
 profiler, fusions the compiler makes, rounding the bf16 emulator skips, weights that live once,
 and no whole-module printing when no dump directory was asked for."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,6 +181,35 @@ def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_
     torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["ttir.matmul", "ttir.linear"])
+def test_many_row_products_run_on_a_weight_packed_once_with_the_plain_bits(name):
+    """M > 1 products of a stable weight run as MKL's packed GEMM: packed once per weight memory for
+    the first M (every program reading the weight shares it), the same bits as the plain kernel; an
+    M it was not packed for, and a weight modified in place (training), run the plain kernel."""
+    from forge_fe.device import kernels
+    if not kernels._MKL_PACKED_GEMM:
+        pytest.skip("this torch has no MKL packed GEMM")
+    torch.manual_seed(0)
+    k, n = 48, 80
+    w = torch.randn(n, k).t()                     # [K, N] view of an [N, K] weight, as importers give it
+    bias = torch.randn(n) if name == "ttir.linear" else None
+    ins = lambda x: [x, w] if bias is None else [x, w, bias]
+    plain = kernels.KERNELS[name]
+    packs = lambda: [key for key in kernels._PACKED if key[0] == "gemm" and key[1] == w.data_ptr()]
+    prefill, other_program = kernels.make_matmul(name), kernels.make_matmul(name)
+    for run in (prefill, prefill, other_program):
+        x = torch.randn(2, 8, k)                  # 16 rows
+        assert torch.equal(run(ins(x), {}), plain(ins(x), {}))
+    assert len(packs()) == 1
+    x = torch.randn(5, k)                         # another M: the plain GEMM, nothing packed for it
+    assert torch.equal(prefill(ins(x), {}), plain(ins(x), {}))
+    assert len(packs()) == 1
+    w.mul_(2.0)                                   # trained in place: never served the stale packing
+    x = torch.randn(2, 8, k)
+    assert torch.equal(prefill(ins(x), {}), plain(ins(x), {}))
+    torch.testing.assert_close(prefill(ins(x), {}), x @ w + (0 if bias is None else bias))
+
+
 def test_views_of_one_weight_share_one_packed_copy(monkeypatch):
     """An LM's prefill and decode programs read the same weight through views of their own: one
     packed copy serves both, and a new version of the weight is packed anew."""
@@ -322,3 +354,13 @@ def test_device_pool_reraises_a_pieces_error():
     done = []
     pool.run(5, done.append)                               # the pool still works afterwards
     assert sorted(done) == [0, 1, 2, 3, 4]
+
+
+def test_packed_weights_can_be_turned_off_for_memory():
+    """FORGE_FE_PACKED_WEIGHTS=0 (docs/kernels.md): no kernel keeps a packed copy of a weight."""
+    probe = ("from forge_fe.device import kernels; "
+             "print(kernels.PACKED_WEIGHTS, sorted(kernels.STABLE_WEIGHT_FACTORIES))")
+    run = lambda env: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                     check=True, env={**os.environ, **env}).stdout.split()
+    assert run({"FORGE_FE_PACKED_WEIGHTS": "0"}) == ["False", "[]"]
+    assert run({"FORGE_FE_PACKED_WEIGHTS": "1"}) == ["True", "['ttir.linear',", "'ttir.matmul']"]

@@ -11,6 +11,7 @@ result to the dtype its tensor descriptor declares, so kernels may return any dt
 """
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -296,23 +297,40 @@ def _gemv_layout(y: torch.Tensor) -> tuple[str, torch.Tensor]:
 
 def make_matmul(name: str):
     """ttir.matmul / ttir.linear for one op whose weight (operand 1) is a constant or a const-eval
-    result, the same tensor every call: a one-row product runs on the weight repacked once into its
-    GEMV layout (`_gemv_layout`; no copy when it already has it), from the first call on, so every
-    call sums in the same order. A weight replaced or modified in place (training) is repacked.
+    result, the same tensor every call. From the first call on, so that every call sums in the same
+    order:
+    * a one-row product (M = 1) runs on the weight repacked once into its GEMV layout (`_gemv_layout`;
+      no copy when it already has it); a weight replaced or modified in place is repacked;
+    * a product of M > 1 rows runs as MKL's packed GEMM on the weight packed once for that M
+      (`_shared_gemm_pack`), the same bits as the plain GEMM; a weight modified in place after it was
+      packed is being trained, and runs the plain kernel from then on.
     Everything else runs as the plain kernel."""
     plain = KERNELS[name]
-    state = {"raw": None, "version": None, "packed": None}
+    state = {"raw": None, "version": None, "gemv": None, "gemm": None}
 
     def run(ins, a):
         raw = ins[1]
         x, y = _mm(ins, a)
         bias = ins[2] if len(ins) > 2 else None
-        if (y.dim() != 2 or x.dim() < 2 or x.numel() != y.shape[0] or parallel.current() is not None
-                or x.dtype != torch.float32 or y.dtype != torch.float32 or (bias is not None and bias.dim() > 1)):
+        if (y.dim() != 2 or x.dim() < 2 or x.numel() == 0 or parallel.current() is not None
+                or x.dtype != torch.float32 or y.dtype != torch.float32
+                or (bias is not None and tuple(bias.shape) != (y.shape[1],))):
             return plain(ins, a)
-        if state["raw"] is not raw or state["version"] != raw._version:
-            state.update(raw=raw, version=raw._version, packed=_shared_gemv_layout(y, raw))
-        out = _gemv(x.reshape(1, -1), *state["packed"], bias)
+        m = x.numel() // y.shape[0]
+        if state["raw"] is not raw:
+            state.update(raw=raw, version=raw._version, gemv=None, gemm=None)
+        elif state["version"] != raw._version:
+            state.update(version=raw._version, gemv=None, gemm=False if state["gemm"] else state["gemm"])
+        if m == 1:
+            if state["gemv"] is None:
+                state["gemv"] = _shared_gemv_layout(y, raw)
+            out = _gemv(x.reshape(1, -1), *state["gemv"], bias)
+        else:
+            if state["gemm"] is None:
+                state["gemm"] = _shared_gemm_pack(y, raw, m)
+            if not state["gemm"] or state["gemm"][0] != m:
+                return plain(ins, a)
+            out = torch.ops.mkl._mkl_linear(x.reshape(m, -1), state["gemm"][1], y.t(), bias, m)
         return out.reshape(*x.shape[:-1], out.shape[-1])
     return run
 
@@ -324,19 +342,40 @@ def make_matmul(name: str):
 _PACKED: dict = {}
 
 
-def _shared_gemv_layout(y: torch.Tensor, raw: torch.Tensor):
-    """`_gemv_layout(y)`, made once per weight memory and version (views share the version counter:
-    a weight modified in place replaces its entry)."""
-    key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
+def _shared(kind: str, y: torch.Tensor, raw: torch.Tensor, make):
+    """make(), made once per (kind, weight memory, version) (views share the version counter: a
+    weight modified in place replaces its entry)."""
+    key = (kind, y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is not None and hit[1] == raw._version:
         return hit[2]
-    packed = _gemv_layout(y)
+    packed = make()
     def forget(ref, key=key, table=_PACKED):
         if table.get(key, (None,))[0] is ref:       # not an entry a later view has made since
             del table[key]
     _PACKED[key] = (weakref.ref(raw, forget), raw._version, packed)
     return packed
+
+
+def _shared_gemv_layout(y: torch.Tensor, raw: torch.Tensor):
+    """`_gemv_layout(y)`, made once per weight memory and version."""
+    return _shared("gemv", y, raw, lambda: _gemv_layout(y))
+
+
+# MKL's packed GEMM (cblas_sgemm_pack, what torch's inductor uses for frozen fp32 linears) keeps
+# the weight in the blocked layout its kernel reads, instead of re-blocking it on every call; same
+# bits as torch.mm. Measured here with 2 threads at M = 128 (GPT-2, BERT-base, SmolLM shapes):
+# 8-14% faster; at M = 64 38%, M = 32 23%. The packing is for one M (another M runs the plain
+# GEMM), and costs one more copy of the weight for the program's lifetime. One copy per weight
+# memory, for the first M that asks: an LM's prefill buckets share it rather than holding one each.
+_MKL_PACKED_GEMM = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def _shared_gemm_pack(y: torch.Tensor, raw: torch.Tensor, m: int):
+    """(m, y packed for an [m, K] x [K, N] product), or None without MKL."""
+    if not _MKL_PACKED_GEMM:
+        return None
+    return _shared("gemm", y, raw, lambda: (m, torch.ops.mkl._mkl_reorder_linear_weight(y.t(), m)))
 
 
 def _gemv(x2, layout, w, bias):
@@ -516,8 +555,12 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
 FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
 # ... and those that may only when operand 1 is the same tensor every call (a constant or a const-eval
 # result: the program knows, see DeviceProgram), since their packing changes the order of the sums.
+# Kernels that prepare a stable weight once (make_matmul: GEMV layouts, MKL-packed GEMM) trade up to
+# about one more copy of the weights (docs/kernels.md) for speed; FORGE_FE_PACKED_WEIGHTS=0 turns
+# them off for a process that needs the memory more.
+PACKED_WEIGHTS = os.environ.get("FORGE_FE_PACKED_WEIGHTS", "1") != "0"
 STABLE_WEIGHT_FACTORIES = {"ttir.matmul": lambda: make_matmul("ttir.matmul"),
-                           "ttir.linear": lambda: make_matmul("ttir.linear")}
+                           "ttir.linear": lambda: make_matmul("ttir.linear")} if PACKED_WEIGHTS else {}
 # Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
 # binary op in a chain contributes its other operand as the fused kernel's last input.
 FUSIONS = {
