@@ -1,7 +1,8 @@
 """Transformer rewrites: grouped-query matmuls without copies of K/V (passes.attention.group_kv_heads),
 torch's all-masked-row guard as one reduction (passes.fuse.fold_masked_row_test), RoPE as one op
 (passes.fuse.fuse_rotary_embedding), and matmuls that take their operands' batch dims and K^T as
-they are (passes.post_initial.fold_reshapes_into_matmul / fold_transpose_into_matmul)."""
+they are (passes.post_initial.fold_reshapes_into_matmul / fold_transpose_into_matmul), and the
+projections of one activation as one product (passes.post_initial.fuse_sibling_matmuls)."""
 from __future__ import annotations
 
 import pytest
@@ -194,3 +195,73 @@ def test_projections_and_scores_need_no_reshape_or_transpose_copies():
     assert [o.name for _, o in per_call].count("ttir.permute") == 2
     assert not [o for p, o in per_call if o.name == "ttir.reshape" and len(p.tensors[o.outputs[0]].shape) == 2]
     forge_fe.verify([x], model, cm)
+
+
+class Siblings(nn.Module):
+    """Attention's q/k/v projections (with biases, GQA widths) and SwiGLU's gate/up, each group
+    reading one activation: what passes.post_initial.fuse_sibling_matmuls turns into one product."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(16, 16), nn.Linear(16, 8), nn.Linear(16, 8)
+        self.gate, self.up, self.down = (nn.Linear(16, 32, bias=False), nn.Linear(16, 32, bias=False),
+                                         nn.Linear(32, 16, bias=False))
+
+    def forward(self, x):
+        h = self.q(x).sum(-1, keepdim=True) + self.k(x).mean(-1, keepdim=True) * self.v(x).amax(-1, keepdim=True)
+        return self.down(F.silu(self.gate(x)) * self.up(x)) + h
+
+
+def _weight_products(cm):
+    """(op name, [K, N]) of every per-call product with a 2-D weight operand."""
+    return sorted((o.name, list(p.tensors[o.inputs[1]].shape)) for p in cm.binary.programs if not p.private
+                  for o in p.ops if o.name in ("ttir.matmul", "ttir.linear") and len(p.tensors[o.inputs[1]].shape) == 2)
+
+
+def test_one_row_products_of_one_activation_run_as_one_product_on_concatenated_weights():
+    torch.manual_seed(0)
+    model, x = Siblings().eval(), torch.randn(1, 1, 16)          # a decode step's one row
+    cm = forge_fe.compile(model, [x])
+    assert _weight_products(cm) == [("ttir.linear", [16, 32]), ("ttir.matmul", [16, 64]), ("ttir.matmul", [32, 16])]
+    concats = [p.private for p in cm.binary.programs for o in p.ops if o.name == "ttir.concat"]
+    assert concats and all(concats)            # weights and biases concatenated once, at load time
+    forge_fe.verify([x], model, cm)
+
+
+def test_many_row_products_stay_apart():
+    """A prefill's or encoder's products are compute-bound: fused they measured no faster."""
+    torch.manual_seed(0)
+    model, x = Siblings().eval(), torch.randn(2, 5, 16)
+    cm = forge_fe.compile(model, [x])
+    assert len(_weight_products(cm)) == 6
+    forge_fe.verify([x], model, cm)
+
+
+class Apart(nn.Module):
+    """Products of one activation that must not share a weight: a computed one and a bias-less one
+    next to a biased one."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(16, 8), nn.Linear(16, 8, bias=False)
+
+    def forward(self, x, w):
+        return self.a(x) + self.b(x) + x @ w
+
+
+def test_products_that_cannot_share_a_weight_stay_apart():
+    torch.manual_seed(0)
+    model, xs = Apart().eval(), [torch.randn(1, 16), torch.randn(16, 8)]
+    cm = forge_fe.compile(model, xs)
+    assert len(_weight_products(cm)) == 3
+    forge_fe.verify(xs, model, cm)
+
+
+def test_trained_weights_are_not_concatenated():
+    """Training updates each weight alone: concatenating them would copy every step."""
+    torch.manual_seed(0)
+    model, x = Siblings(), torch.randn(1, 1, 16)
+    cm = forge_fe.compile(model, [x], training=True)
+    forward = next(p for p in cm.binary.programs if p.name.endswith("_forward"))
+    assert len([o for o in forward.ops if o.name in ("ttir.matmul", "ttir.linear")]) == 6
+    assert not [o for p in cm.binary.programs for o in p.ops if o.name in ("ttir.concat", "ttir.slice_static")]

@@ -2,9 +2,6 @@
 profiler, fusions the compiler makes, rounding the bf16 emulator skips, weights that live once,
 and no whole-module printing when no dump directory was asked for."""
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -149,98 +146,93 @@ def test_linear_kernel_bias_in_gemm(shape):
     torch.testing.assert_close(KERNELS["ttir.linear"]([x, w.t().contiguous(), b], {"transpose_b": True}), x @ w + b)
 
 
-@pytest.mark.parametrize("name,k,n,as_view,copied", [
-    ("ttir.matmul", 16, 64, False, False),    # [K, N] already: GEMV on the weight itself
-    ("ttir.matmul", 16, 64, True, True),      # transposed view of an [N, K] weight, wide: one copy
-    ("ttir.linear", 64, 16, True, False),     # K > N wants [N, K]: the view's base is that
-    ("ttir.linear", 24, 24, True, False),     # square: never copied (little to gain)
+def _count_layouts(monkeypatch):
+    """The [N, K] layouts make_matmul asks for (each the weight itself or a copy of it)."""
+    from forge_fe.device import kernels
+    made = []
+    real = kernels._shared_nk
+    monkeypatch.setattr(kernels, "_shared_nk", lambda y, raw: made.append(real(y, raw)) or made[-1])
+    return made
+
+
+@pytest.mark.parametrize("name,as_view", [
+    ("ttir.matmul", True),      # a [K, N] view of an [N, K] weight, as importers give torch's: no copy
+    ("ttir.linear", True),
+    ("ttir.matmul", False),     # a row-major [K, N] weight (an ONNX MatMul initializer): one copy
 ])
-def test_one_row_products_pack_a_stable_weight_once(monkeypatch, name, k, n, as_view, copied):
-    """A decode step's M = 1 products run as GEMVs on the weight in its faster layout, packed once
-    (for an unmodified weight); results equal the plain kernel's within float32 rounding (each
-    output is the same K-long dot product, summed in another order)."""
+def test_one_row_products_read_a_stable_weight_laid_out_once(monkeypatch, name, as_view):
+    """A decode step's M = 1 products run on the weight as [N, K] row-major, laid out once (for an
+    unmodified weight); results equal the plain kernel's within float32 rounding (each output is
+    the same K-long dot product, summed in another order)."""
     from forge_fe.device import kernels
     torch.manual_seed(0)
+    k, n = 24, 40
     w = torch.randn(n, k).t() if as_view else torch.randn(k, n)
     bias = torch.randn(n) if name == "ttir.linear" else None
     ins = lambda x: [x, w] if bias is None else [x, w, bias]
     want = lambda x: x @ w if bias is None else x @ w + bias
-    packed = []
-    real = kernels._gemv_layout
-    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    made = _count_layouts(monkeypatch)
     run = kernels.make_matmul(name)
     for _ in range(3):
         x = torch.randn(1, 1, k)
         torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
-    assert len(packed) == 1
-    assert np.shares_memory(packed[0][1].numpy(), w.numpy()) != copied
-    w.mul_(2.0)                     # modified in place: the packed copy must not be served
+    assert len(made) == 1 and made[0].is_contiguous() and list(made[0].shape) == [n, k]
+    assert np.shares_memory(made[0].numpy(), w.numpy()) == as_view
+    w.mul_(2.0)                     # modified in place: the old layout must not be served
     x = torch.randn(1, 1, k)
     torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
-    x = torch.randn(3, k)           # more than one row: the plain GEMM
-    torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+    assert len(made) == 2
 
 
 @pytest.mark.parametrize("name", ["ttir.matmul", "ttir.linear"])
-def test_many_row_products_run_on_a_weight_packed_once_with_the_plain_bits(name):
-    """M > 1 products of a stable weight run as MKL's packed GEMM: packed once per weight memory for
-    the first M (every program reading the weight shares it), the same bits as the plain kernel; an
-    M it was not packed for, and a weight modified in place (training), run the plain kernel."""
+def test_many_row_products_of_a_stable_weight_copy_nothing_and_repeat_their_bits(monkeypatch, name):
+    """M > 1 products run as oneDNN's GEMM on the weight as it is, however it is laid out; each
+    call gives the bits of the first, and a weight modified in place (training) is read anew."""
     from forge_fe.device import kernels
-    if not kernels._MKL_PACKED_GEMM:
-        pytest.skip("this torch has no MKL packed GEMM")
     torch.manual_seed(0)
     k, n = 48, 80
-    w = torch.randn(n, k).t()                     # [K, N] view of an [N, K] weight, as importers give it
-    bias = torch.randn(n) if name == "ttir.linear" else None
-    ins = lambda x: [x, w] if bias is None else [x, w, bias]
-    plain = kernels.KERNELS[name]
-    packs = lambda: [key for key in kernels._PACKED if key[0] == "gemm" and key[1] == w.data_ptr()]
-    prefill, other_program = kernels.make_matmul(name), kernels.make_matmul(name)
-    for run in (prefill, prefill, other_program):
+    for w in (torch.randn(n, k).t(), torch.randn(k, n)):
+        bias = torch.randn(n) if name == "ttir.linear" else None
+        ins = lambda x: [x, w] if bias is None else [x, w, bias]
+        want = lambda x: x @ w + (0 if bias is None else bias)
+        made = _count_layouts(monkeypatch)
+        run = kernels.make_matmul(name)
         x = torch.randn(2, 8, k)                  # 16 rows
-        assert torch.equal(run(ins(x), {}), plain(ins(x), {}))
-    assert len(packs()) == 1
-    x = torch.randn(5, k)                         # another M: the plain GEMM, nothing packed for it
-    assert torch.equal(prefill(ins(x), {}), plain(ins(x), {}))
-    assert len(packs()) == 1
-    w.mul_(2.0)                                   # trained in place: never served the stale packing
-    x = torch.randn(2, 8, k)
-    assert torch.equal(prefill(ins(x), {}), plain(ins(x), {}))
-    torch.testing.assert_close(prefill(ins(x), {}), x @ w + (0 if bias is None else bias))
+        first = run(ins(x), {})
+        torch.testing.assert_close(first, want(x), rtol=1e-5, atol=1e-5)
+        assert all(torch.equal(run(ins(x), {}), first) for _ in range(3))
+        assert made == []                         # no layout asked for: nothing copied
+        w.mul_(2.0)
+        torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
 
 
-def test_views_of_one_weight_share_one_packed_copy(monkeypatch):
+def test_views_of_one_weight_share_one_laid_out_copy(monkeypatch):
     """An LM's prefill and decode programs read the same weight through views of their own: one
-    packed copy serves both, and a new version of the weight is packed anew."""
+    copy serves both, and a new version of the weight is laid out anew."""
     from forge_fe.device import kernels
-    packed = []
-    real = kernels._gemv_layout
-    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    made = _count_layouts(monkeypatch)
     torch.manual_seed(0)
-    w = torch.randn(64, 16)                        # [N, K]: both programs read it as a [K, N] view
+    w = torch.randn(16, 64)                        # row-major [K, N]: the one-row product wants a copy
     prefill_head, decode_head = kernels.make_matmul("ttir.matmul"), kernels.make_matmul("ttir.matmul")
+    views = {prefill_head: w.view(16, 64), decode_head: w.view(16, 64)}
     x = torch.randn(1, 16)
     for run in (prefill_head, decode_head, decode_head):
-        torch.testing.assert_close(run([x, w.t()], {}), x @ w.t())
-    assert len(packed) == 1
+        torch.testing.assert_close(run([x, views[run]], {}), x @ w)
+    assert len(made) == 2 and made[0] is made[1]   # each program asked once; one copy serves both
     w.add_(1.0)
-    torch.testing.assert_close(decode_head([x, w.t()], {}), x @ w.t())
-    assert len(packed) == 2
+    torch.testing.assert_close(decode_head([x, views[decode_head]], {}), x @ w)
+    assert len(made) == 3 and made[2] is not made[0]
 
 
 def test_one_row_products_give_the_same_bits_on_every_call(monkeypatch):
-    """The weight is packed on the first call (the program knows it is a const-eval result), so no
-    call sums in another order than the next: the 1st, 2nd and a loaded binary's output agree."""
-    from forge_fe.device import kernels
-    packed = []
-    real = kernels._gemv_layout
-    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: packed.append(real(y)) or packed[-1])
+    """The weight is laid out on the first call (the program knows it is a const-eval result), so no
+    call sums in another order than the next: the 1st, 2nd and 3rd output agree."""
+    made = _count_layouts(monkeypatch)
     torch.manual_seed(0)
     model, x = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 8)).eval(), torch.randn(1, 16)
     cm = forge_fe.compile(model, [x])
     outs = [cm(x) for _ in range(3)]
-    assert len(packed) == 2                      # each weight once, at the first call
+    assert len(made) == 2                        # each weight once, at the first call
     assert all(torch.equal(o, outs[0]) for o in outs)
     forge_fe.verify([x], model, cm)
 
@@ -252,7 +244,7 @@ class OneRowTimesActivation(nn.Module):
 
 def test_one_row_product_of_two_activations_is_never_packed(monkeypatch):
     from forge_fe.device import kernels
-    monkeypatch.setattr(kernels, "_gemv_layout", lambda y: pytest.fail("packed a fresh operand"))
+    monkeypatch.setattr(kernels, "_shared_nk", lambda y, raw: pytest.fail("laid out a fresh operand"))
     torch.manual_seed(0)
     model = OneRowTimesActivation()
     cm = forge_fe.compile(model, [torch.randn(1, 8), torch.randn(8, 32)])
@@ -354,13 +346,3 @@ def test_device_pool_reraises_a_pieces_error():
     done = []
     pool.run(5, done.append)                               # the pool still works afterwards
     assert sorted(done) == [0, 1, 2, 3, 4]
-
-
-def test_packed_weights_can_be_turned_off_for_memory():
-    """FORGE_FE_PACKED_WEIGHTS=0 (docs/kernels.md): no kernel keeps a packed copy of a weight."""
-    probe = ("from forge_fe.device import kernels; "
-             "print(kernels.PACKED_WEIGHTS, sorted(kernels.STABLE_WEIGHT_FACTORIES))")
-    run = lambda env: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                     check=True, env={**os.environ, **env}).stdout.split()
-    assert run({"FORGE_FE_PACKED_WEIGHTS": "0"}) == ["False", "[]"]
-    assert run({"FORGE_FE_PACKED_WEIGHTS": "1"}) == ["True", "['ttir.linear',", "'ttir.matmul']"]

@@ -11,7 +11,6 @@ result to the dtype its tensor descriptor declares, so kernels may return any dt
 """
 from __future__ import annotations
 
-import os
 import weakref
 
 import torch
@@ -274,113 +273,62 @@ def _linear(ins, a):
     return torch.matmul(x, y)
 
 
-# A one-row product (a decode step's projections, M = 1) is a GEMV: it streams the weight from DRAM
-# once, and how fast depends on the weight's layout. Measured on this machine (MKL, weights colder
-# than L3, GB/s, [K, N] row-major / [N, K] row-major): 768x2304 14.9 / 9.8, 768x50257 14.7 / 10.5,
-# 576x1536 12.6 / 9.7, but 3072x768 10.7 / 15.2, 1536x576 7.8 / 9.9 and 576x192 6.9 / 8.9. So a
-# weight with K <= N streams fastest as [K, N] (rows of W scaled and summed), one with K > N as
-# [N, K] (one dot product per output). A square weight gains little (768x768 10.7 / 9.9), so it is
-# copied into its better layout only when one side is at least twice the other: the copy costs
-# memory for the program's lifetime. Each output element is still one K-long dot product in float32.
-GEMV_REPACK_MIN_ASPECT = 2
-
-
-def _gemv_layout(y: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """("kn", y as a contiguous [K, N]) or ("nk", y.t() as a contiguous [N, K])."""
-    k, n = y.shape
-    if max(k, n) >= GEMV_REPACK_MIN_ASPECT * min(k, n):
-        return ("kn", y.contiguous()) if k <= n else ("nk", y.t().contiguous())
-    if y.t().is_contiguous():
-        return "nk", y.t()
-    return "kn", y.contiguous()
+# Products of a stable fp32 weight run as oneDNN's matmul (torch's `mkldnn._linear_pointwise`, what
+# inductor's CPU backend calls), on the weight as [N, K] row-major: the layout of torch's Linear
+# weights, which the importers hand over as a transposed [K, N] view, so no copy. Measured on the
+# 2-core AMD EPYC (AVX-512) CI machine, against MKL's `addmm` (the plain kernel) and onnxruntime's
+# MLAS Gemm: at M = 128 oneDNN is 25-35% faster than MKL, within 10% of MLAS (MKL's packed GEMM
+# gains nothing here); a one-row product (a decode step's GEMV, weights colder than L3) streams the
+# [N, K] weight at 15-27 GB/s where MKL reached 12-20 on its better layout (docs/kernels.md, item 5).
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def make_matmul(name: str):
     """ttir.matmul / ttir.linear for one op whose weight (operand 1) is a constant or a const-eval
-    result, the same tensor every call. From the first call on, so that every call sums in the same
-    order:
-    * a one-row product (M = 1) runs on the weight repacked once into its GEMV layout (`_gemv_layout`;
-      no copy when it already has it); a weight replaced or modified in place is repacked;
-    * a product of M > 1 rows runs as MKL's packed GEMM on the weight packed once for that M
-      (`_shared_gemm_pack`), the same bits as the plain GEMM; a weight modified in place after it was
-      packed is being trained, and runs the plain kernel from then on.
-    Everything else runs as the plain kernel."""
+    result, the same tensor every call: oneDNN's matmul, from the first call on, so every call sums
+    in the same order. A one-row product reads the weight as [N, K] row-major (no copy when it is
+    that already; else copied once, `_shared_nk`): oneDNN's GEMV streams a [K, N] one 20-50% slower.
+    A many-row product reads it as it is (oneDNN's GEMM runs as fast on either). A weight replaced or
+    modified in place (training) is laid out anew. Everything else runs as the plain kernel."""
     plain = KERNELS[name]
-    state = {"raw": None, "version": None, "gemv": None, "gemm": None}
+    state = {"raw": None, "version": None, "w": None}
 
     def run(ins, a):
         raw = ins[1]
         x, y = _mm(ins, a)
         bias = ins[2] if len(ins) > 2 else None
-        if (y.dim() != 2 or x.dim() < 2 or x.numel() == 0 or parallel.current() is not None
+        if (not _ONEDNN_LINEAR or y.dim() != 2 or x.dim() < 2 or x.numel() == 0 or parallel.current() is not None
                 or x.dtype != torch.float32 or y.dtype != torch.float32
-                or (bias is not None and tuple(bias.shape) != (y.shape[1],))):
+                or (bias is not None and (tuple(bias.shape) != (y.shape[1],) or bias.dtype != torch.float32))):
             return plain(ins, a)
-        m = x.numel() // y.shape[0]
-        if state["raw"] is not raw:
-            state.update(raw=raw, version=raw._version, gemv=None, gemm=None)
-        elif state["version"] != raw._version:
-            state.update(version=raw._version, gemv=None, gemm=False if state["gemm"] else state["gemm"])
-        if m == 1:
-            if state["gemv"] is None:
-                state["gemv"] = _shared_gemv_layout(y, raw)
-            out = _gemv(x.reshape(1, -1), *state["gemv"], bias)
-        else:
-            if state["gemm"] is None:
-                state["gemm"] = _shared_gemm_pack(y, raw, m)
-            if not state["gemm"] or state["gemm"][0] != m:
-                return plain(ins, a)
-            out = torch.ops.mkl._mkl_linear(x.reshape(m, -1), state["gemm"][1], y.t(), bias, m)
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+        if x.numel() != y.shape[0]:
+            return torch.ops.mkldnn._linear_pointwise(x, y.t(), bias, "none", [], "")
+        if state["raw"] is not raw or state["version"] != raw._version:
+            state.update(raw=raw, version=raw._version, w=_shared_nk(y, raw))
+        return torch.ops.mkldnn._linear_pointwise(x, state["w"], bias, "none", [], "")
     return run
 
 
-# Packed weights by the memory they view: an LM's prefill programs and its decode program read the
-# same weights through views of their own, and each would otherwise pack its own copy (GPT-2's tied
-# lm_head, 154 MB, once per prefill bucket). An entry lives while the view that made it does, so
-# the memory it names cannot have been freed and reused.
+# Weights laid out by the memory they view: an LM's prefill programs and its decode program read the
+# same weights through views of their own, and each would otherwise make its own copy of one that
+# needs it. An entry lives while the view that made it does, so the memory it names cannot have been
+# freed and reused.
 _PACKED: dict = {}
 
 
-def _shared(kind: str, y: torch.Tensor, raw: torch.Tensor, make):
-    """make(), made once per (kind, weight memory, version) (views share the version counter: a
-    weight modified in place replaces its entry)."""
-    key = (kind, y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
+def _shared_nk(y: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """y [K, N] as a row-major [N, K] (y.t() itself when it is that), made once per weight memory and
+    version (views share the version counter: a weight modified in place replaces its entry)."""
+    key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is not None and hit[1] == raw._version:
         return hit[2]
-    packed = make()
+    nk = y.t() if y.t().is_contiguous() else y.t().contiguous()
     def forget(ref, key=key, table=_PACKED):
         if table.get(key, (None,))[0] is ref:       # not an entry a later view has made since
             del table[key]
-    _PACKED[key] = (weakref.ref(raw, forget), raw._version, packed)
-    return packed
-
-
-def _shared_gemv_layout(y: torch.Tensor, raw: torch.Tensor):
-    """`_gemv_layout(y)`, made once per weight memory and version."""
-    return _shared("gemv", y, raw, lambda: _gemv_layout(y))
-
-
-# MKL's packed GEMM (cblas_sgemm_pack, what torch's inductor uses for frozen fp32 linears) keeps
-# the weight in the blocked layout its kernel reads, instead of re-blocking it on every call; same
-# bits as torch.mm. Measured here with 2 threads at M = 128 (GPT-2, BERT-base, SmolLM shapes):
-# 8-14% faster; at M = 64 38%, M = 32 23%. The packing is for one M (another M runs the plain
-# GEMM), and costs one more copy of the weight for the program's lifetime. One copy per weight
-# memory, for the first M that asks: an LM's prefill buckets share it rather than holding one each.
-_MKL_PACKED_GEMM = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
-
-
-def _shared_gemm_pack(y: torch.Tensor, raw: torch.Tensor, m: int):
-    """(m, y packed for an [m, K] x [K, N] product), or None without MKL."""
-    if not _MKL_PACKED_GEMM:
-        return None
-    return _shared("gemm", y, raw, lambda: (m, torch.ops.mkl._mkl_reorder_linear_weight(y.t(), m)))
-
-
-def _gemv(x2, layout, w, bias):
-    wt = w if layout == "kn" else w.t()
-    return torch.mm(x2, wt) if bias is None else torch.addmm(bias, x2, wt)
+    _PACKED[key] = (weakref.ref(raw, forget), raw._version, nk)
+    return nk
 
 
 @kernel("ttir.softmax")
@@ -555,12 +503,8 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
 FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
 # ... and those that may only when operand 1 is the same tensor every call (a constant or a const-eval
 # result: the program knows, see DeviceProgram), since their packing changes the order of the sums.
-# Kernels that prepare a stable weight once (make_matmul: GEMV layouts, MKL-packed GEMM) trade up to
-# about one more copy of the weights (docs/kernels.md) for speed; FORGE_FE_PACKED_WEIGHTS=0 turns
-# them off for a process that needs the memory more.
-PACKED_WEIGHTS = os.environ.get("FORGE_FE_PACKED_WEIGHTS", "1") != "0"
 STABLE_WEIGHT_FACTORIES = {"ttir.matmul": lambda: make_matmul("ttir.matmul"),
-                           "ttir.linear": lambda: make_matmul("ttir.linear")} if PACKED_WEIGHTS else {}
+                           "ttir.linear": lambda: make_matmul("ttir.linear")}
 # Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
 # binary op in a chain contributes its other operand as the fused kernel's last input.
 FUSIONS = {

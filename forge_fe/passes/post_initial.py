@@ -180,6 +180,56 @@ def fold_transpose_into_matmul(graph: Graph) -> int:
     return len(replaced)
 
 
+def fuse_sibling_matmuls(graph: Graph) -> int:
+    """matmul/linear(x, W_i [K, N_i] [, b_i]) for n >= 2 products of one activation x with weight-derived
+    W_i, when x is one row -> one product with concat(W_i) (and concat(b_i)), and a slice of its result
+    per former product: a decode step's q/k/v projections and SwiGLU's gate/up as the fused QKV and
+    gate-up matmuls that tt-metal's LLM decode programs run. The concat is const-eval'd once. A
+    one-row product streams its weight at a bandwidth that grows with its size, so the fused product
+    takes less time than those it replaces (docs/kernels.md, item 6); products of many rows are
+    compute-bound and measured no faster fused, so they are left alone. Not for training (trainable
+    weights would be concatenated on every step) nor meshes (tensor-parallel shardings split each W_i
+    alone)."""
+    consts = const_derived(graph)
+    groups = {}
+    for n in graph.nodes:
+        if n.kind != OP or n.op not in (op["matmul"], op["linear"]) or n.attrs.get("transpose_a") \
+                or n.attrs.get("transpose_b") or n.inputs[0] in consts or math.prod(n.shape[:-1]) != 1:
+            continue
+        w, b = n.inputs[1], (n.inputs[2] if len(n.inputs) > 2 else None)
+        if w not in consts or len(w.shape) != 2 or (b is not None and (b not in consts or len(b.shape) != 1)):
+            continue
+        key = (n.inputs[0], n.op, n.df, w.df, w.dtype, b is None or (b.df, b.dtype),
+               tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
+        groups.setdefault(key, []).append(n)
+    replaced = {}
+    for members in (m for m in groups.values() if len(m) > 1):
+        first = members[0]
+        weights = [m.inputs[1] for m in members]
+        ins = [first.inputs[0], graph.add_op(op["concat"], f"{first.name}.fused_weight", weights, {"dim": 1},
+                                             meta=first.meta, before=first, df=weights[0].df)]
+        if first.op is op["linear"]:
+            biases = [m.inputs[2] for m in members]
+            ins.append(graph.add_op(op["concat"], f"{first.name}.fused_bias", biases, {"dim": 0}, meta=first.meta,
+                                    before=first, df=biases[0].df))
+        fused = graph.add_op(first.op, f"{first.name}.fused", ins, first.attrs, meta=first.meta, before=first,
+                             df=first.df)
+        start = 0
+        for m in members:
+            rank, width = len(m.shape), m.shape[-1]
+            graph.release_name(m.name)
+            replaced[m] = graph.add_op(op["slice"], m.name, [fused],
+                                       {"begins": [0] * (rank - 1) + [start], "ends": list(m.shape[:-1]) + [start + width],
+                                        "steps": [1] * rank}, meta=m.meta, before=first, df=m.df)
+            start += width
+    if not replaced:
+        return 0
+    graph.replace_uses(replaced)
+    graph.remove_dead()
+    graph.toposort()                # a later member's weight may be computed after the first member
+    return len(replaced)
+
+
 def fuse_linear(graph: Graph) -> int:
     """matmul(x, W) + b -> linear(x, W, b) when b is a weight-derived vector over the last dim."""
     replaced = {}
