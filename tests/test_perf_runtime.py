@@ -2,6 +2,9 @@
 profiler, fusions the compiler makes, rounding the bf16 emulator skips, weights that live once,
 and no whole-module printing when no dump directory was asked for."""
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,12 +149,13 @@ def test_linear_kernel_bias_in_gemm(shape):
     torch.testing.assert_close(KERNELS["ttir.linear"]([x, w.t().contiguous(), b], {"transpose_b": True}), x @ w + b)
 
 
-def _count_layouts(monkeypatch):
-    """The [N, K] layouts make_matmul asks for (each the weight itself or a copy of it)."""
+def _count_layouts(monkeypatch, kind="nk"):
+    """The layouts of `kind` make_matmul asks for (each the weight itself or a copy of it)."""
     from forge_fe.device import kernels
     made = []
-    real = kernels._shared_nk
-    monkeypatch.setattr(kernels, "_shared_nk", lambda y, raw: made.append(real(y, raw)) or made[-1])
+    real = kernels._shared
+    monkeypatch.setattr(kernels, "_shared", lambda k, y, raw, make: (made.append(real(k, y, raw, make)) or made[-1])
+                        if k == kind else real(k, y, raw, make))
     return made
 
 
@@ -185,9 +189,10 @@ def test_one_row_products_read_a_stable_weight_laid_out_once(monkeypatch, name, 
 
 
 @pytest.mark.parametrize("name", ["ttir.matmul", "ttir.linear"])
-def test_many_row_products_of_a_stable_weight_copy_nothing_and_repeat_their_bits(monkeypatch, name):
-    """M > 1 products run as oneDNN's GEMM on the weight as it is, however it is laid out; each
-    call gives the bits of the first, and a weight modified in place (training) is read anew."""
+def test_many_row_products_run_on_a_weight_reordered_once(monkeypatch, name):
+    """M > 1 products run as oneDNN's GEMM on the weight reordered once into its blocked layout,
+    however the weight is laid out, for any M; every call gives the bits of the first. A weight
+    modified in place after that (training) is read as it is, never through the stale reorder."""
     from forge_fe.device import kernels
     torch.manual_seed(0)
     k, n = 48, 80
@@ -195,15 +200,30 @@ def test_many_row_products_of_a_stable_weight_copy_nothing_and_repeat_their_bits
         bias = torch.randn(n) if name == "ttir.linear" else None
         ins = lambda x: [x, w] if bias is None else [x, w, bias]
         want = lambda x: x @ w + (0 if bias is None else bias)
-        made = _count_layouts(monkeypatch)
+        made = _count_layouts(monkeypatch, "blocked")
         run = kernels.make_matmul(name)
         x = torch.randn(2, 8, k)                  # 16 rows
         first = run(ins(x), {})
         torch.testing.assert_close(first, want(x), rtol=1e-5, atol=1e-5)
         assert all(torch.equal(run(ins(x), {}), first) for _ in range(3))
-        assert made == []                         # no layout asked for: nothing copied
+        x5 = torch.randn(5, k)                    # another M: the same reorder serves it
+        torch.testing.assert_close(run(ins(x5), {}), want(x5), rtol=1e-5, atol=1e-5)
+        assert len(made) == 1 and made[0].is_mkldnn
         w.mul_(2.0)
         torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(run(ins(x), {}), want(x), rtol=1e-5, atol=1e-5)
+        assert len(made) == 1                     # not reordered again: trained weights change every step
+
+
+def test_weight_copies_can_be_turned_off_for_memory():
+    """FORGE_FE_WEIGHT_COPIES=0 (docs/kernels.md, item 5): products read every weight as it is."""
+    probe = ("import torch; from forge_fe.device import kernels; w = torch.randn(24, 40); "
+             "[kernels.make_matmul('ttir.matmul')([torch.randn(m, 24), w], {}) for m in (1, 16)]; "
+             "print(len(kernels._PACKED))")
+    run = lambda flag: subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                      env={**os.environ, "FORGE_FE_WEIGHT_COPIES": flag}).stdout.split()
+    assert run("0") == ["0"]
+    assert run("1") == ["2"]                        # an [N, K] copy for the GEMV, a reorder for the GEMM
 
 
 def test_views_of_one_weight_share_one_laid_out_copy(monkeypatch):
@@ -244,7 +264,7 @@ class OneRowTimesActivation(nn.Module):
 
 def test_one_row_product_of_two_activations_is_never_packed(monkeypatch):
     from forge_fe.device import kernels
-    monkeypatch.setattr(kernels, "_shared_nk", lambda y, raw: pytest.fail("laid out a fresh operand"))
+    monkeypatch.setattr(kernels, "_shared", lambda *a: pytest.fail("laid out a fresh operand"))
     torch.manual_seed(0)
     model = OneRowTimesActivation()
     cm = forge_fe.compile(model, [torch.randn(1, 8), torch.randn(8, 32)])

@@ -11,6 +11,7 @@ result to the dtype its tensor descriptor declares, so kernels may return any dt
 """
 from __future__ import annotations
 
+import os
 import weakref
 
 import torch
@@ -274,24 +275,32 @@ def _linear(ins, a):
 
 
 # Products of a stable fp32 weight run as oneDNN's matmul (torch's `mkldnn._linear_pointwise`, what
-# inductor's CPU backend calls), on the weight as [N, K] row-major: the layout of torch's Linear
-# weights, which the importers hand over as a transposed [K, N] view, so no copy. Measured on the
-# 2-core AMD EPYC (AVX-512) CI machine, against MKL's `addmm` (the plain kernel) and onnxruntime's
-# MLAS Gemm: at M = 128 oneDNN is 25-35% faster than MKL, within 10% of MLAS (MKL's packed GEMM
-# gains nothing here); a one-row product (a decode step's GEMV, weights colder than L3) streams the
-# [N, K] weight at 15-27 GB/s where MKL reached 12-20 on its better layout (docs/kernels.md, item 5).
+# inductor's CPU backend calls). Measured on the 2-core AMD EPYC (AVX-512) CI machine, against MKL's
+# `addmm` (the plain kernel) and onnxruntime's MLAS: at M = 128 oneDNN is 25-35% faster than MKL
+# (MKL's packed GEMM gains nothing here) and, on a weight reordered into its blocked layout, level
+# with MLAS on its prepacked weight; a one-row product (a decode step's GEMV, weights colder than L3)
+# streams an [N, K] weight (torch's Linear layout, which the importers hand over as a transposed
+# [K, N] view) at 15-27 GB/s where MKL reached 12-20 on its better layout (docs/kernels.md, item 5).
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# The layouts make_matmul copies weights into cost up to one more copy of the weights for the
+# program's lifetime; a process that needs the memory more than the speed turns them off.
+WEIGHT_COPIES = os.environ.get("FORGE_FE_WEIGHT_COPIES", "1") != "0"
 
 
 def make_matmul(name: str):
     """ttir.matmul / ttir.linear for one op whose weight (operand 1) is a constant or a const-eval
     result, the same tensor every call: oneDNN's matmul, from the first call on, so every call sums
-    in the same order. A one-row product reads the weight as [N, K] row-major (no copy when it is
-    that already; else copied once, `_shared_nk`): oneDNN's GEMV streams a [K, N] one 20-50% slower.
-    A many-row product reads it as it is (oneDNN's GEMM runs as fast on either). A weight replaced or
-    modified in place (training) is laid out anew. Everything else runs as the plain kernel."""
+    in the same order.
+    * A one-row product reads the weight as [N, K] row-major (no copy when it is that already; else
+      copied once): oneDNN's GEMV streams a [K, N] one 20-50% slower.
+    * A many-row product reads it reordered once into oneDNN's blocked layout (a copy), 5-25% faster
+      than reading it as it is. A weight modified in place after that (training) is read as it is
+      from then on, rather than reordered on every step.
+    Either is made once per weight memory (`_shared`). A replaced weight is laid out anew. With
+    FORGE_FE_WEIGHT_COPIES=0 every product reads the weight as it is (docs/kernels.md, item 5).
+    Everything else runs as the plain kernel."""
     plain = KERNELS[name]
-    state = {"raw": None, "version": None, "w": None}
+    state = {"raw": None, "version": None, "nk": None, "blocked": None}
 
     def run(ins, a):
         raw = ins[1]
@@ -301,34 +310,44 @@ def make_matmul(name: str):
                 or x.dtype != torch.float32 or y.dtype != torch.float32
                 or (bias is not None and (tuple(bias.shape) != (y.shape[1],) or bias.dtype != torch.float32))):
             return plain(ins, a)
-        if x.numel() != y.shape[0]:
+        if not WEIGHT_COPIES:
             return torch.ops.mkldnn._linear_pointwise(x, y.t(), bias, "none", [], "")
-        if state["raw"] is not raw or state["version"] != raw._version:
-            state.update(raw=raw, version=raw._version, w=_shared_nk(y, raw))
-        return torch.ops.mkldnn._linear_pointwise(x, state["w"], bias, "none", [], "")
+        if state["raw"] is not raw:
+            state.update(raw=raw, version=raw._version, nk=None, blocked=None)
+        elif state["version"] != raw._version:
+            state.update(version=raw._version, nk=None, blocked=False if state["blocked"] is not None else None)
+        if x.numel() == y.shape[0]:
+            if state["nk"] is None:
+                state["nk"] = _shared("nk", y, raw, lambda: y.t() if y.t().is_contiguous() else y.t().contiguous())
+            w = state["nk"]
+        else:
+            if state["blocked"] is None:
+                m = x.numel() // y.shape[0]
+                state["blocked"] = _shared("blocked", y, raw, lambda: torch.ops.mkldnn._reorder_linear_weight(y.t(), m))
+            w = state["blocked"] if state["blocked"] is not False else y.t()
+        return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
     return run
 
 
 # Weights laid out by the memory they view: an LM's prefill programs and its decode program read the
-# same weights through views of their own, and each would otherwise make its own copy of one that
-# needs it. An entry lives while the view that made it does, so the memory it names cannot have been
-# freed and reused.
+# same weights through views of their own, and each would otherwise make its own copy. An entry
+# lives while the view that made it does, so the memory it names cannot have been freed and reused.
 _PACKED: dict = {}
 
 
-def _shared_nk(y: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """y [K, N] as a row-major [N, K] (y.t() itself when it is that), made once per weight memory and
-    version (views share the version counter: a weight modified in place replaces its entry)."""
-    key = (y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
+def _shared(kind: str, y: torch.Tensor, raw: torch.Tensor, make):
+    """make(), made once per (kind, weight memory, version) (views share the version counter: a
+    weight modified in place replaces its entry)."""
+    key = (kind, y.data_ptr(), tuple(y.shape), tuple(y.stride()), y.dtype)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is not None and hit[1] == raw._version:
         return hit[2]
-    nk = y.t() if y.t().is_contiguous() else y.t().contiguous()
+    laid_out = make()
     def forget(ref, key=key, table=_PACKED):
         if table.get(key, (None,))[0] is ref:       # not an entry a later view has made since
             del table[key]
-    _PACKED[key] = (weakref.ref(raw, forget), raw._version, nk)
-    return nk
+    _PACKED[key] = (weakref.ref(raw, forget), raw._version, laid_out)
+    return laid_out
 
 
 @kernel("ttir.softmax")
