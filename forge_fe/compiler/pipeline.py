@@ -157,7 +157,7 @@ def stage_post_initial_graph(ctx):
         post_initial.fold_reshapes_into_matmul(g)    # view -> mm -> view: the matmul takes the batch dims
         post_initial.fold_transpose_into_matmul(g)   # Q @ K^T reads K as it is (transpose_b)
         if not ctx.training and ctx.cfg.mesh_description() is None:
-            post_initial.fuse_sibling_matmuls(g)     # q/k/v and gate/up projections: one matmul each
+            post_initial.fuse_sibling_matmuls(g)     # a decode step's q/k/v and gate/up: one product each
         post_initial.remove_noops(g)       # the reshapes these leave meet the ones around them
     _dump_graphs(ctx, "06_post_initial_graph.txt")
 
