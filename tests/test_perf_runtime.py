@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import forge_fe
@@ -366,3 +367,31 @@ def test_device_pool_reraises_a_pieces_error():
     done = []
     pool.run(5, done.append)                               # the pool still works afterwards
     assert sorted(done) == [0, 1, 2, 3, 4]
+
+
+class MLP(nn.Module):
+    """GPT-2's (tanh) and BERT's (erf) MLP: a linear, its gelu, a linear; `w` as an activation."""
+
+    def __init__(self, approximate):
+        super().__init__()
+        self.fc, self.proj, self.approximate = nn.Linear(16, 64), nn.Linear(64, 16), approximate
+
+    def forward(self, x, w):
+        h = F.gelu(self.fc(x), approximate=self.approximate)
+        return self.proj(h) + F.gelu(x @ w, approximate=self.approximate).sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_runs_as_the_epilogue_of_the_product_of_a_weight(approximate):
+    """linear -> gelu is one oneDNN kernel (the gelu a post-op) when the weight is stable, with
+    torch's results, NaN and infinities included; a product of two activations keeps its gelu."""
+    torch.manual_seed(0)
+    model = MLP(approximate).eval()
+    x, w = torch.randn(2, 5, 16), torch.randn(16, 8)
+    cm = forge_fe.compile(model, [x, w])
+    steps = [s.op.name for p in cm.executor.programs for s in p.steps]
+    assert steps.count("ttir.linear+ttir.gelu") == 1 and steps.count("ttir.gelu") == 1
+    forge_fe.verify([x, w], model, cm)
+    x[0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    x[1, 2, 0] = float("inf")
+    torch.testing.assert_close(cm(x, w), model(x, w), rtol=1e-4, atol=1e-4, equal_nan=True)

@@ -218,14 +218,14 @@ class DeviceProgram:
                 if self.prog.tensors[nxt[0].outputs[0]].shape != self.prog.tensors[out].shape:
                     break
                 chain.append(nxt[0])
-            if self._low_precision(op):
-                chain = [op]      # fidelity emulation runs op by op
+            if self._low_precision(op) or (op.name in STABLE_WEIGHT_FACTORIES and not self._stable_weight(op)):
+                chain = [op]      # fidelity emulation runs op by op; a product's epilogue needs its weight stable
             while len(chain) > 1 and tuple(o.name for o in chain) not in FUSIONS:
                 chain.pop()
             if len(chain) > 1:
                 extra = [t for o in chain[1:] for t in o.inputs if t != chain[chain.index(o) - 1].outputs[0]]
                 fused = bm.Op("+".join(o.name for o in chain), op.inputs + extra, chain[-1].outputs, op.attrs, op.loc)
-                fused_at[id(chain[-1])] = (fused, FUSIONS[tuple(o.name for o in chain)]())
+                fused_at[id(chain[-1])] = (fused, FUSIONS[tuple(o.name for o in chain)](*chain))
                 member.update(id(o) for o in chain)
         result = []
         for op in ops:
@@ -279,11 +279,14 @@ class DeviceProgram:
         if profiler is not None and fmt is not None:
             profiler.record("device", f"quantize to {fmt.name}", op.loc, perf_counter() - t1)
 
+    def _stable_weight(self, op) -> bool:
+        return len(op.inputs) > 1 and op.inputs[1] in self._stable
+
     def _kernel(self, op):
         if op.name in self.mesh_kernels:
             return self.mesh_kernels[op.name]
         if self._low_precision(op):
             return make_fidelity_kernel(op.name, self.fidelity, self.fp32_acc)
-        if op.name in STABLE_WEIGHT_FACTORIES and len(op.inputs) > 1 and op.inputs[1] in self._stable:
+        if op.name in STABLE_WEIGHT_FACTORIES and self._stable_weight(op):
             return STABLE_WEIGHT_FACTORIES[op.name]()
         return FACTORIES[op.name]() if op.name in FACTORIES else KERNELS[op.name]
