@@ -313,8 +313,11 @@ def make_matmul(name: str, gelu: str | None = None):
                 or x.dtype != torch.float32 or y.dtype != torch.float32
                 or (bias is not None and (tuple(bias.shape) != (y.shape[1],) or bias.dtype != torch.float32))):
             return plain(ins, a)
-        if not WEIGHT_COPIES:
-            return torch.ops.mkldnn._linear_pointwise(x, y.t(), bias, post[0], [], post[1])
+        return torch.ops.mkldnn._linear_pointwise(x, weight(x, y, raw) if WEIGHT_COPIES else y.t(), bias,
+                                                  post[0], [], post[1])
+
+    def weight(x, y, raw):
+        """The weight as this product reads it: [N, K] for one row, oneDNN's blocked layout for more."""
         if state["raw"] is not raw:
             state.update(raw=raw, version=raw._version, nk=None, blocked=None)
         elif state["version"] != raw._version:
@@ -322,13 +325,11 @@ def make_matmul(name: str, gelu: str | None = None):
         if x.numel() == y.shape[0]:
             if state["nk"] is None:
                 state["nk"] = _shared("nk", y, raw, lambda: y.t() if y.t().is_contiguous() else y.t().contiguous())
-            w = state["nk"]
-        else:
-            if state["blocked"] is None:
-                m = x.numel() // y.shape[0]
-                state["blocked"] = _shared("blocked", y, raw, lambda: torch.ops.mkldnn._reorder_linear_weight(y.t(), m))
-            w = state["blocked"] if state["blocked"] is not False else y.t()
-        return torch.ops.mkldnn._linear_pointwise(x, w, bias, post[0], [], post[1])
+            return state["nk"]
+        if state["blocked"] is None:
+            m = x.numel() // y.shape[0]
+            state["blocked"] = _shared("blocked", y, raw, lambda: torch.ops.mkldnn._reorder_linear_weight(y.t(), m))
+        return state["blocked"] if state["blocked"] is not False else y.t()
     return run
 
 
@@ -537,8 +538,8 @@ FUSIONS = {
     ("ttir.conv2d", "ttir.relu"): lambda *ops: make_conv2d("relu"),
     ("ttir.conv2d", "ttir.add", "ttir.relu"): lambda *ops: make_conv2d("relu", add_input=True),
     ("ttir.conv2d", "ttir.add"): lambda *ops: make_conv2d("none", add_input=True),
-    **{(mm, "ttir.gelu"): (lambda mm: lambda op, g: make_matmul(mm, g.attrs.get("approximate", "none")))(mm)
-       for mm in ("ttir.linear", "ttir.matmul")},
+    ("ttir.linear", "ttir.gelu"): lambda op, gelu: make_matmul("ttir.linear", gelu.attrs.get("approximate", "none")),
+    ("ttir.matmul", "ttir.gelu"): lambda op, gelu: make_matmul("ttir.matmul", gelu.attrs.get("approximate", "none")),
 }
 
 
