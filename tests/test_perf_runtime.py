@@ -395,3 +395,47 @@ def test_gelu_runs_as_the_epilogue_of_the_product_of_a_weight(approximate):
     x[0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     x[1, 2, 0] = float("inf")
     torch.testing.assert_close(cm(x, w), model(x, w), rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+class SwiGLUBlock(nn.Module):
+    """Llama's MLP with its residual: x + down(silu(gate(x)) * up(x))."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate, self.up = nn.Linear(16, 64, bias=False), nn.Linear(16, 64, bias=False)
+        self.down = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return x + self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+def _fused_steps(cm):
+    return sorted(s.op.name for p in cm.executor.programs for s in p.steps if "+" in s.op.name)
+
+
+def test_silu_multiply_and_residual_add_run_as_epilogues_of_the_products():
+    """gate -> silu, up -> * silu(gate) and down -> + x are each one oneDNN kernel, with torch's
+    results, NaN and infinities included."""
+    torch.manual_seed(0)
+    model = SwiGLUBlock().eval()
+    x = torch.randn(2, 5, 16)
+    cm = forge_fe.compile(model, [x])
+    fused = [name.split("+") for name in _fused_steps(cm)]
+    assert {product for product, _ in fused} <= {"ttir.matmul", "ttir.linear"}, fused
+    assert sorted(epilogue for _, epilogue in fused) == ["ttir.add", "ttir.multiply", "ttir.silu"], fused
+    forge_fe.verify([x], model, cm)
+    x[0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    x[1, 2, 0] = float("inf")
+    torch.testing.assert_close(cm(x), model(x), rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
+def test_epilogues_never_skip_a_rounding_the_device_does():
+    """In bfloat16 the device rounds a product's result before an add or multiply reads it, but its
+    packer applies silu to the fp32 result: only the silu stays fused."""
+    torch.manual_seed(0)
+    model = SwiGLUBlock().eval()
+    x = torch.randn(2, 5, 16)
+    cm = forge_fe.compile(model, [x], compiler_cfg=forge_fe.CompilerConfig(
+        default_df_override=forge_fe.DataFormat.Float16_b))
+    fused = _fused_steps(cm)
+    assert len(fused) == 1 and fused[0].endswith("+ttir.silu"), fused

@@ -287,11 +287,19 @@ _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkld
 WEIGHT_COPIES = os.environ.get("FORGE_FE_WEIGHT_COPIES", "1") != "0"
 
 
-def make_matmul(name: str, gelu: str | None = None):
+#: Epilogues a stable-weight product runs as oneDNN post-ops: the op reading the product's result ->
+#: (oneDNN's attribute, whether the op has a second operand, which arrives as the fused op's last input).
+#: oneDNN applies them to the fp32 sum before it stores it, so the result is the unfused ops' within
+#: float32 rounding, NaN and infinities alike (tests/test_perf_runtime.py).
+EPILOGUES = {"ttir.gelu": ("gelu", False), "ttir.silu": ("swish", False),
+             "ttir.add": ("add", True), "ttir.multiply": ("mul", True)}
+
+
+def make_matmul(name: str, epilogue: str | None = None, approximate: str = "none"):
     """ttir.matmul / ttir.linear for one op whose weight (operand 1) is a constant or a const-eval
-    result, the same tensor every call (and with `gelu`, the gelu of that approximation that reads
-    its result, as oneDNN's post-op): oneDNN's matmul, from the first call on, so every call sums
-    in the same order.
+    result, the same tensor every call (and with `epilogue`, an op of EPILOGUES that reads its result:
+    gelu of that `approximate`, silu, or an add / multiply with the last input): oneDNN's matmul, from
+    the first call on, so every call sums in the same order.
     * A one-row product reads the weight as [N, K] row-major (no copy when it is that already; else
       copied once): oneDNN's GEMV streams a [K, N] one 20-50% slower.
     * A many-row product reads it reordered once into oneDNN's blocked layout (a copy), 5-25% faster
@@ -299,22 +307,33 @@ def make_matmul(name: str, gelu: str | None = None):
       from then on, rather than reordered on every step.
     Either is made once per weight memory (`_shared`). A replaced weight is laid out anew. With
     FORGE_FE_WEIGHT_COPIES=0 every product reads the weight as it is (docs/kernels.md, item 5).
-    Everything else runs as the plain kernel."""
+    Everything else runs as the plain kernels, the product and then its epilogue."""
     product = KERNELS[name]
-    plain = product if gelu is None else lambda ins, a: F.gelu(product(ins, a), approximate=gelu)
-    post = ("none", "") if gelu is None else ("gelu", gelu)
+    attr, binary = EPILOGUES[epilogue] if epilogue else ("none", False)
+    after = KERNELS[epilogue] if epilogue else None
     state = {"raw": None, "version": None, "nk": None, "blocked": None}
 
+    def plain(ins, a, other):
+        y = product(ins, a)
+        if after is None:
+            return y
+        return after([y, other], {}) if binary else after([y], {"approximate": approximate})
+
     def run(ins, a):
+        other = ins[-1] if binary else None
+        ins = ins[:-1] if binary else ins
         raw = ins[1]
         x, y = _mm(ins, a)
         bias = ins[2] if len(ins) > 2 else None
         if (not _ONEDNN_LINEAR or y.dim() != 2 or x.dim() < 2 or x.numel() == 0 or parallel.current() is not None
                 or x.dtype != torch.float32 or y.dtype != torch.float32
-                or (bias is not None and (tuple(bias.shape) != (y.shape[1],) or bias.dtype != torch.float32))):
-            return plain(ins, a)
-        return torch.ops.mkldnn._linear_pointwise(x, weight(x, y, raw) if WEIGHT_COPIES else y.t(), bias,
-                                                  post[0], [], post[1])
+                or (bias is not None and (tuple(bias.shape) != (y.shape[1],) or bias.dtype != torch.float32))
+                or (binary and (other.shape != x.shape[:-1] + y.shape[1:] or other.dtype != torch.float32))):
+            return plain(ins, a, other)
+        w = weight(x, y, raw) if WEIGHT_COPIES else y.t()
+        if binary:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, bias, attr)
+        return torch.ops.mkldnn._linear_pointwise(x, w, bias, attr, [], approximate if attr == "gelu" else "")
 
     def weight(x, y, raw):
         """The weight as this product reads it: [N, K] for one row, oneDNN's blocked layout for more."""
@@ -368,9 +387,10 @@ def _layer_norm(ins, a):
 
 @kernel("ttir.rms_norm")
 def _rms_norm(ins, a):
-    """x * rsqrt(mean(x^2) + eps) * gamma in fp32, one pass of torch's fused kernel; rounded to the
-    result's data format once, at the end, as the device's rms_norm writes only its result (the
-    decomposed form rounded x^2, the mean, the sum and the rsqrt to it too)."""
+    """x * rsqrt(mean(x^2) + eps) * gamma in fp32, rounded to the result's data format once, at the
+    end, as the device's rms_norm writes only its result (the decomposed form rounded x^2, the mean,
+    the sum and the rsqrt to it too). torch's CPU rms_norm is a composite of ~12 calls; the six-call
+    form with in-place statistics gave the same bits and measured no faster in a Llama forward."""
     return F.rms_norm(ins[0], a["normalized_shape"], ins[1] if len(ins) > 1 else None, a["epsilon"])
 
 
@@ -380,6 +400,9 @@ def _rotary_embedding(ins, a):
     """x * cos + [-x2, x1] * sin (halves of the last dim): one kernel instead of the seven ops of the
     decomposed form (two slices, neg, concat, two multiplies, add), rounded once at the end."""
     x, cos, sin = ins
+    # x is usually a head-split view of a projection ([B, S, H, D] permuted to [B, H, S, D]): one
+    # copy makes it and the result row-major, so the reshape that groups the heads is a view.
+    x = x.contiguous()
     x1, x2 = x.chunk(2, dim=-1)
     return torch.addcmul(x * cos, torch.cat((-x2, x1), dim=-1), sin)
 
@@ -522,24 +545,30 @@ def make_fidelity_kernel(name: str, fidelity, fp32_acc: bool):
     return mm
 
 
+# The device rounds each op's result to its tensor's data format as it writes it, except for the
+# activations its packer applies to the fp32 result first (TTNN's matmul and conv2d `activation`): a
+# chain whose intermediate is rounded is fused only through these, so fusing never skips a rounding.
+PACKER_ACTIVATIONS = {"ttir.relu", "ttir.gelu", "ttir.silu"}
+
 # Kernels that keep per-op state (prepacked weights) are built per op by a factory.
 FACTORIES = {"ttir.conv2d": lambda: make_conv2d()}
 # ... and those that may only when operand 1 is the same tensor every call (a constant or a const-eval
 # result: the program knows, see DeviceProgram), since their packing changes the order of the sums.
 STABLE_WEIGHT_FACTORIES = {"ttir.matmul": lambda: make_matmul("ttir.matmul"),
                            "ttir.linear": lambda: make_matmul("ttir.linear")}
-# Chains (producer, its sole reader, ...) run as one kernel, as the device fuses them. A
-# binary op in a chain contributes its other operand as the fused kernel's last input.
-# Each factory gets the chain's ops. A chain that starts with an op of STABLE_WEIGHT_FACTORIES is
-# fused only when that op's weight is stable (DeviceProgram._fuse). oneDNN's gelu post-op gives
-# torch's gelu within float32 rounding (3.6e-6 at most over a GPT-2 MLP's [128, 3072]), NaN and
-# infinities alike; fused, the linear + gelu of a GPT-2 MLP skips one pass over its largest activation.
+# Chains (producer, its sole reader, ...) run as one kernel. A binary op in a chain contributes its
+# other operand as the fused kernel's last input. Each factory gets the chain's ops. A chain that
+# starts with an op of STABLE_WEIGHT_FACTORIES is fused only when that op's weight is stable, and
+# one whose intermediate result the device rounds to a data format only through PACKER_ACTIVATIONS
+# (DeviceProgram._fuse). Fused, a product's epilogue reads the product's result while it is in cache
+# instead of after the next weight has streamed through (a Llama's rms_norm took 110 us on its
+# [128, 576] input that way, 30 us hot).
 FUSIONS = {
     ("ttir.conv2d", "ttir.relu"): lambda *ops: make_conv2d("relu"),
     ("ttir.conv2d", "ttir.add", "ttir.relu"): lambda *ops: make_conv2d("relu", add_input=True),
     ("ttir.conv2d", "ttir.add"): lambda *ops: make_conv2d("none", add_input=True),
-    ("ttir.linear", "ttir.gelu"): lambda op, gelu: make_matmul("ttir.linear", gelu.attrs.get("approximate", "none")),
-    ("ttir.matmul", "ttir.gelu"): lambda op, gelu: make_matmul("ttir.matmul", gelu.attrs.get("approximate", "none")),
+    **{(product, after): (lambda op, then: make_matmul(op.name, then.name, then.attrs.get("approximate", "none")))
+       for product in ("ttir.linear", "ttir.matmul") for after in EPILOGUES},
 }
 
 

@@ -14,8 +14,8 @@ import torch
 from forge_fe.binary import model as bm
 from forge_fe.config import DataFormat, MathFidelity
 from forge_fe.device import numerics, parallel
-from forge_fe.device.kernels import (FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, STABLE_WEIGHT_FACTORIES,
-                                     make_fidelity_kernel)
+from forge_fe.device.kernels import (FACTORIES, FIDELITY_OPS, FUSIONS, IN_PLACE_OPS, KERNELS, PACKER_ACTIVATIONS,
+                                     STABLE_WEIGHT_FACTORIES, make_fidelity_kernel)
 from forge_fe.errors import RuntimeFailure
 
 
@@ -217,6 +217,8 @@ class DeviceProgram:
                     break   # a member of an earlier chain (e.g. the other conv into a residual add) is taken
                 if self.prog.tensors[nxt[0].outputs[0]].shape != self.prog.tensors[out].shape:
                     break
+                if self.formats[out] is not None and nxt[0].name not in PACKER_ACTIVATIONS:
+                    break   # the device rounds `out` before its reader sees it: fusing would skip that
                 chain.append(nxt[0])
             if self._low_precision(op) or (op.name in STABLE_WEIGHT_FACTORIES and not self._stable_weight(op)):
                 chain = [op]      # fidelity emulation runs op by op; a product's epilogue needs its weight stable
