@@ -16,6 +16,7 @@ bf16 / fp32 <= 1.5.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -47,11 +48,29 @@ def median_call(fn, iters):
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def stdout_to_devnull():
+    """Silence file descriptor 1: torch's TorchScript exporter logs the whole TorchScript graph to
+    it when an export fails (its setup_onnx_logging tests the function `_jit_is_onnx_log_enabled`
+    itself, not its result, so the log is always on): thousands of lines before the fallback."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def ort_session(model, inputs, path, threads):
     import onnxruntime as ort
     names = [f"input{i}" for i in range(len(inputs))]
     try:       # the TorchScript exporter (what bench_spine uses) ...
-        torch.onnx.export(model, tuple(inputs), path, opset_version=17, dynamo=False, input_names=names)
+        with stdout_to_devnull():
+            torch.onnx.export(model, tuple(inputs), path, opset_version=17, dynamo=False, input_names=names)
     except Exception:   # ... lacks ops today's transformers masks use (aten::diff): the dynamo exporter has them
         torch.onnx.export(model, tuple(inputs), path, opset_version=18, dynamo=True, input_names=names)
     so = ort.SessionOptions()
