@@ -560,9 +560,9 @@ STABLE_WEIGHT_FACTORIES = {"ttir.matmul": lambda: make_matmul("ttir.matmul"),
 # other operand as the fused kernel's last input. Each factory gets the chain's ops. A chain that
 # starts with an op of STABLE_WEIGHT_FACTORIES is fused only when that op's weight is stable, and
 # one whose intermediate result the device rounds to a data format only through PACKER_ACTIVATIONS
-# (DeviceProgram._fuse). Fused, a product's epilogue reads the product's result while it is in cache
-# instead of after the next weight has streamed through (a Llama's rms_norm took 110 us on its
-# [128, 576] input that way, 30 us hot).
+# (DeviceProgram._fuse). Fused, a product's epilogue costs no torch call of its own, and on this CPU
+# every call after a product starts cold: a 16-element add takes 1.3 us alone, 5-8 us right after a
+# product (docs/benchmarks.md, where the Llama's time goes).
 FUSIONS = {
     ("ttir.conv2d", "ttir.relu"): lambda *ops: make_conv2d("relu"),
     ("ttir.conv2d", "ttir.add", "ttir.relu"): lambda *ops: make_conv2d("relu", add_input=True),
